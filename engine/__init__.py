@@ -1,0 +1,36 @@
+"""The durable core: store, replay, scheduler, events. Surfaces use `Engine` only."""
+
+from engine.clock import Clock, ManualClock, SystemClock
+from engine.engine import Engine, Registration, SendResult, SkillDetails
+from engine.errors import (
+    CompileFailed,
+    InvalidInput,
+    InvalidState,
+    PayloadTooLarge,
+    RunNotFound,
+    SkillExists,
+    SkillNotFound,
+    StepkeeperError,
+    StoreUnavailable,
+)
+from engine.sql_store import SqlStore
+
+__all__ = [
+    "Clock",
+    "CompileFailed",
+    "Engine",
+    "InvalidInput",
+    "InvalidState",
+    "ManualClock",
+    "PayloadTooLarge",
+    "Registration",
+    "RunNotFound",
+    "SendResult",
+    "SkillDetails",
+    "SkillExists",
+    "SkillNotFound",
+    "SqlStore",
+    "StepkeeperError",
+    "StoreUnavailable",
+    "SystemClock",
+]

@@ -1,0 +1,477 @@
+"""The `Engine` facade: the one object every surface (MCP, HTTP, CLI) talks to."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from functools import partial
+from typing import Any, TypeVar
+
+from engine import limits
+from engine.clock import Clock, SystemClock
+from engine.durations import parse_instant
+from engine.errors import CompileFailed, InvalidInput, InvalidState, RunNotFound, SkillNotFound
+from engine.event_router import route_pending
+from engine.executor import Executor
+from engine.http_effect import HttpEffect
+from engine.ids import new_id
+from engine.jsonutil import encode_limited
+from engine.records import (
+    FINAL_STATUSES,
+    RUN_STATUSES,
+    Event,
+    Run,
+    RunPage,
+    Skill,
+    SkillVersion,
+    Step,
+    StepResolution,
+)
+from engine.redact import Redactor
+from engine.runtime import Runtime
+from engine.scheduler import LEASE_SECONDS, POLL_SECONDS, Scheduler, owner_id
+from engine.skills import (
+    check_config,
+    check_description,
+    check_event_name,
+    check_skill_name,
+    check_triggers,
+)
+from engine.store import Store
+from engine.trace import build_trace
+from sandbox.errors import CompileError
+from sandbox.inprocess import InProcessRunner
+from sandbox.runner import SkillRunner
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+RESULT_POLL_SECONDS = 0.25
+DEFAULT_CONCURRENCY = 32
+
+
+@dataclass(frozen=True)
+class Registration:
+    version: SkillVersion
+    warnings: list[str]
+
+
+@dataclass(frozen=True)
+class SkillDetails:
+    skill: Skill
+    version: SkillVersion
+    versions: list[int]
+
+
+@dataclass(frozen=True)
+class SendResult:
+    event_ids: list[str]
+    run_ids: list[str]
+
+
+class Engine:
+    """Durable execution of skills over a store.
+
+    Build one per process with its store, runner and clock; `async with engine:` starts the
+    scheduler (claiming and running work) and stops it. Without starting, the engine still
+    stores skills, events and runs; a started engine on the same database runs them.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        runner: SkillRunner | None = None,
+        clock: Clock | None = None,
+        *,
+        concurrency: int = DEFAULT_CONCURRENCY,
+        lease_seconds: float = LEASE_SECONDS,
+        poll_seconds: float = POLL_SECONDS,
+        http_allow: list[str] | None = None,
+        secrets: dict[str, str] | None = None,
+    ) -> None:
+        self.store = store
+        self.runner = runner or InProcessRunner()
+        self.clock = clock or SystemClock()
+        self.rt = Runtime(
+            store=store,
+            clock=self.clock,
+            owner=owner_id(new_id("eng")[-8:]),
+            http=HttpEffect(http_allow),
+            secrets=dict(secrets or {}),
+            redact=Redactor(dict(secrets or {})),
+        )
+        self.executor = Executor(self.rt, self.runner)
+        self._concurrency = concurrency
+        self._lease_seconds = lease_seconds
+        self._poll_seconds = poll_seconds
+        self.scheduler: Scheduler | None = None
+        self._io_pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="stepkeeper-io")
+        self._migrated = False
+
+    # lifecycle -----------------------------------------------------------------------------
+
+    async def _io(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._io_pool, partial(fn, *args, **kwargs))
+
+    async def migrate(self) -> None:
+        if not self._migrated:
+            await self._io(self.store.migrate)
+            self._migrated = True
+
+    async def start(self) -> None:
+        await self.migrate()
+        self.scheduler = Scheduler(
+            self.rt,
+            self.executor,
+            concurrency=self._concurrency,
+            lease_seconds=self._lease_seconds,
+            poll_seconds=self._poll_seconds,
+        )
+        self.rt.wake = self.scheduler.wake
+        self.rt.events_added = self.scheduler.events_added
+        await self.scheduler.start()
+
+    async def stop(self) -> None:
+        if self.scheduler is not None:
+            await self.scheduler.stop()
+            self.scheduler = None
+        self.rt.wake = lambda: None
+        self.rt.events_added = lambda: None
+
+    async def close(self) -> None:
+        await self.stop()
+        self.rt.http.close()
+        self.runner.close()
+        self._io_pool.shutdown(wait=True)
+        self.store.close()
+
+    async def __aenter__(self) -> Engine:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    # skills --------------------------------------------------------------------------------
+
+    async def create_skill(
+        self,
+        name: str,
+        code: str,
+        description: str = "",
+        triggers: list[dict[str, Any]] | None = None,
+        config: dict[str, Any] | None = None,
+    ) -> Registration:
+        return await self._register(name, code, description, triggers or [], config or {}, new_skill=True)
+
+    async def update_skill(
+        self,
+        name: str,
+        code: str | None = None,
+        description: str | None = None,
+        triggers: list[dict[str, Any]] | None = None,
+        config: dict[str, Any] | None = None,
+    ) -> Registration:
+        check_skill_name(name)
+        current = await self._io(self.store.get_skill_version, name)
+        if current is None:
+            raise SkillNotFound(name)
+        return await self._register(
+            name,
+            current.code if code is None else code,
+            current.description if description is None else description,
+            current.triggers if triggers is None else triggers,
+            current.config if config is None else config,
+            new_skill=False,
+        )
+
+    async def _register(
+        self, name: str, code: str, description: str, triggers: Any, config: Any, *, new_skill: bool
+    ) -> Registration:
+        check_skill_name(name)
+        check_description(description)
+        triggers = check_triggers(triggers)
+        config = check_config(config)
+        if not isinstance(code, str):
+            raise InvalidInput("code must be a string")
+        if len(code.encode()) > limits.MAX_CODE_BYTES:
+            raise InvalidInput(
+                f"code is {len(code.encode())} bytes, over the limit of {limits.MAX_CODE_BYTES}"
+            )
+        try:
+            prepared = await self._io(self.runner.prepare, code)
+        except CompileError as exc:
+            raise CompileFailed(exc.message, exc.line, exc.column) from None
+        version = SkillVersion(
+            name=name,
+            version=0,
+            code=code,
+            description=description,
+            triggers=triggers,
+            config=config,
+            has_on_failure=prepared.has_on_failure,
+            created_at=self.clock.now(),
+        )
+        stored = await self._io(self.store.add_skill_version, version, new_skill=new_skill)
+        return Registration(version=stored, warnings=list(prepared.warnings))
+
+    async def delete_skill(self, name: str) -> None:
+        check_skill_name(name)
+        if not await self._io(self.store.delete_skill, name, self.clock.now()):
+            raise SkillNotFound(name)
+
+    async def get_skill(self, name: str, version: int | None = None) -> SkillDetails:
+        check_skill_name(name)
+        skill = await self._io(self.store.get_skill, name)
+        if skill is None:
+            raise SkillNotFound(name)
+        found = await self._io(self.store.get_skill_version, name, version)
+        if found is None:
+            raise SkillNotFound(name, version)
+        versions = [v.version for v in await self._io(self.store.list_skill_versions, name)]
+        return SkillDetails(skill=skill, version=found, versions=versions)
+
+    async def list_skills(self) -> list[Skill]:
+        return await self._io(self.store.list_skills)
+
+    # events --------------------------------------------------------------------------------
+
+    async def send_event(
+        self, name: str, data: dict[str, Any] | None = None, id: str | None = None
+    ) -> SendResult:
+        return await self.send_events([{"name": name, "data": data or {}, "id": id}])
+
+    async def send_events(self, items: list[dict[str, Any]]) -> SendResult:
+        """Store events (before returning) and route them; an id seen before starts nothing new."""
+        if not isinstance(items, list) or not 1 <= len(items) <= limits.MAX_EVENTS_PER_SEND:
+            raise InvalidInput(f"send 1 to {limits.MAX_EVENTS_PER_SEND} events at a time")
+        now = self.clock.now()
+        events = [self._event(item, now) for item in items]
+        await self._io(self.store.append_events, events)
+        await self._io(route_pending, self.store, now)
+        if self.scheduler is not None:
+            self.scheduler.wake()
+        run_ids: list[str] = []
+        for event in events:
+            run_ids.extend(await self._io(self.store.runs_for_event, event.id))
+        return SendResult(event_ids=[event.id for event in events], run_ids=run_ids)
+
+    def _event(self, item: Any, now: float) -> Event:
+        if not isinstance(item, dict) or "name" not in item or set(item) - {"name", "data", "id", "ts"}:
+            raise InvalidInput("an event is an object with 'name', and optional 'data', 'id' and 'ts'")
+        data = item.get("data")
+        data = {} if data is None else data
+        if not isinstance(data, dict):
+            raise InvalidInput("event data must be a JSON object")
+        encode_limited(data, limits.MAX_EVENT_DATA_BYTES, "event data")
+        event_id = item.get("id")
+        if event_id is not None and (not isinstance(event_id, str) or not 1 <= len(event_id) <= 200):
+            raise InvalidInput("an event id must be a string of 1 to 200 characters")
+        ts = item.get("ts")
+        return Event(
+            id=event_id or new_id("evt"),
+            name=check_event_name(item["name"]),
+            data=data,
+            ts=now if ts is None else parse_instant(ts),
+            received_at=now,
+        )
+
+    async def list_events(self, name: str | None = None, limit: int = 50) -> list[Event]:
+        return await self._io(self.store.list_events, name, _limit(limit))
+
+    # runs ----------------------------------------------------------------------------------
+
+    async def invoke(
+        self,
+        name: str,
+        data: dict[str, Any] | None = None,
+        *,
+        wait: bool = False,
+        timeout: float = 30.0,
+    ) -> Run:
+        check_skill_name(name)
+        data = {} if data is None else data
+        if not isinstance(data, dict):
+            raise InvalidInput("data must be a JSON object")
+        encode_limited(data, limits.MAX_EVENT_DATA_BYTES, "invoke data")
+        skill = await self._io(self.store.get_skill, name)
+        if skill is None:
+            raise SkillNotFound(name)
+        now = self.clock.now()
+        run = self._new_run(
+            name,
+            skill.latest_version,
+            "invoke",
+            {"id": new_id("evt"), "name": "stepkeeper/invoke", "data": data, "ts": now},
+            now,
+        )
+        await self._io(self.store.create_runs, [run])
+        self._wake()
+        return await self.wait_for_run(run.id, timeout) if wait else run
+
+    def _new_run(
+        self,
+        function: str,
+        version: int,
+        trigger: str,
+        event: dict[str, Any],
+        now: float,
+        **fields: Any,
+    ) -> Run:
+        return Run(
+            id=new_id("run"),
+            function=function,
+            version=version,
+            trigger=trigger,
+            status="queued",
+            event=event,
+            created_at=now,
+            updated_at=now,
+            wake_at=now,
+            **fields,
+        )
+
+    def _wake(self) -> None:
+        if self.scheduler is not None:
+            self.scheduler.wake()
+
+    async def wait_for_run(self, run_id: str, timeout: float = 30.0) -> Run:
+        """The run once it is final, or as it stands when `timeout` real seconds have passed."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        signal = self.scheduler.activation_ended() if self.scheduler is not None else asyncio.Event()
+        try:
+            while True:
+                signal.clear()
+                run = await self.get_run(run_id)
+                remaining = deadline - loop.time()
+                if run.status in FINAL_STATUSES or remaining <= 0:
+                    return run
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(signal.wait(), min(remaining, RESULT_POLL_SECONDS))
+        finally:
+            if self.scheduler is not None:
+                self.scheduler.forget(signal)
+
+    async def get_run(self, run_id: str) -> Run:
+        if not isinstance(run_id, str):
+            raise InvalidInput("run_id must be a string")
+        run = await self._io(self.store.get_run, run_id)
+        if run is None:
+            raise RunNotFound(run_id)
+        return run
+
+    async def list_runs(
+        self,
+        function: str | None = None,
+        status: str | None = None,
+        since: Any = None,
+        until: Any = None,
+        limit: int = 20,
+        cursor: str | None = None,
+    ) -> RunPage:
+        if status is not None and status not in RUN_STATUSES:
+            raise InvalidInput(f"unknown status {status!r}; one of {sorted(RUN_STATUSES)}")
+        return await self._io(
+            self.store.list_runs,
+            function=function,
+            status=status,
+            since=None if since is None else parse_instant(since),
+            until=None if until is None else parse_instant(until),
+            limit=_limit(limit),
+            cursor=cursor,
+        )
+
+    async def get_run_trace(self, run_id: str) -> dict[str, Any]:
+        run = await self.get_run(run_id)
+        steps = await self._io(self.store.load_steps, run_id)
+        attempts = await self._io(self.store.load_attempts, run_id)
+        logs = await self._io(self.store.load_logs, run_id)
+        children = await self._io(self.store.children, run_id)
+        return build_trace(run, steps, attempts, logs, children)
+
+    async def cancel_run(self, run_id: str, reason: str | None = None) -> list[str]:
+        """Cancel a run and every run it invoked; returns the ids cancelled."""
+        run = await self.get_run(run_id)
+        if run.status in FINAL_STATUSES:
+            raise InvalidState(f"run {run_id} is already {run.status}")
+        tree = [run_id]
+        frontier = [run_id]
+        while frontier:
+            children = await self._io(self.store.children, frontier.pop())
+            for child in children:
+                tree.append(child.id)
+                frontier.append(child.id)
+        resolution = None
+        if run.parent_run_id and run.parent_step_key:
+            error = {
+                "type": "Cancelled",
+                "message": f"the invoked run {run_id} was cancelled",
+                "run_id": run_id,
+            }
+            resolution = StepResolution(run.parent_run_id, run.parent_step_key, "failed", error=error)
+        cancelled = await self._io(self.store.cancel_runs, tree, reason, self.clock.now(), resolution)
+        self._wake()
+        return cancelled
+
+    async def rerun(
+        self, run_id: str, from_step: str | None = None, data: dict[str, Any] | None = None
+    ) -> Run:
+        """A new run of the skill's latest version with the same event (or `data`).
+
+        With `from_step`, the steps finished before that step are copied over, so the new run
+        resumes there without running them again.
+        """
+        original = await self.get_run(run_id)
+        skill = await self._io(self.store.get_skill, original.function)
+        if skill is None:
+            raise SkillNotFound(original.function)
+        event = dict(original.event)
+        if data is not None:
+            if not isinstance(data, dict):
+                raise InvalidInput("data must be a JSON object")
+            encode_limited(data, limits.MAX_EVENT_DATA_BYTES, "rerun data")
+            event["data"] = data
+        now = self.clock.now()
+        run = self._new_run(
+            original.function,
+            skill.latest_version,
+            "rerun",
+            event,
+            now,
+            rerun_of=run_id,
+            events=original.events,
+        )
+        copied = await self._steps_before(original.id, from_step, run.id) if from_step is not None else []
+        await self._io(self.store.create_runs, [run], copied)
+        self._wake()
+        return run
+
+    async def _steps_before(self, run_id: str, from_step: str, new_run_id: str) -> list[Step]:
+        steps = await self._io(self.store.load_steps, run_id)
+        target = next((s for s in steps if from_step in (s.key, s.step_id)), None)
+        if target is None:
+            known = sorted({s.step_id for s in steps})
+            raise InvalidInput(f"run {run_id} has no step {from_step!r}; its steps are {known}")
+        return [
+            Step(**{**step.__dict__, "run_id": new_run_id})
+            for step in steps
+            if step.seq < target.seq and step.status in ("completed", "failed") and step.op not in ("invoke",)
+        ]
+
+    async def counts(self) -> dict[str, int]:
+        return await self._io(self.store.table_counts)
+
+
+def _limit(limit: Any) -> int:
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= limits.MAX_LIST_LIMIT:
+        raise InvalidInput(f"limit must be an integer from 1 to {limits.MAX_LIST_LIMIT}")
+    return limit
+
+
+def default_concurrency() -> int:
+    return max(4, (os.cpu_count() or 2) * 8)

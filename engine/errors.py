@@ -1,0 +1,71 @@
+"""Errors the engine raises to its callers. Every surface maps them to a specific answer."""
+
+from __future__ import annotations
+
+
+class StepkeeperError(Exception):
+    """Base of every error the engine reports to a caller."""
+
+    code = "error"
+
+
+class InvalidInput(StepkeeperError):
+    """The caller's input is malformed; nothing was changed."""
+
+    code = "invalid_input"
+
+
+class PayloadTooLarge(InvalidInput):
+    """A payload is over a documented limit; nothing was changed."""
+
+    code = "payload_too_large"
+
+
+class SkillNotFound(StepkeeperError):
+    code = "skill_not_found"
+
+    def __init__(self, name: str, version: int | None = None) -> None:
+        what = f"skill {name!r}" if version is None else f"version {version} of skill {name!r}"
+        super().__init__(f"{what} does not exist")
+        self.name = name
+
+
+class SkillExists(StepkeeperError):
+    code = "skill_exists"
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"skill {name!r} already exists; use update_skill to change it")
+        self.name = name
+
+
+class RunNotFound(StepkeeperError):
+    code = "run_not_found"
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__(f"run {run_id!r} does not exist")
+        self.run_id = run_id
+
+
+class InvalidState(StepkeeperError):
+    """The request does not fit the object's current state (e.g. cancelling a finished run)."""
+
+    code = "invalid_state"
+
+
+class CompileFailed(InvalidInput):
+    """Skill code was refused at registration, with the position of the first problem."""
+
+    code = "compile_error"
+
+    def __init__(self, message: str, line: int | None, column: int | None) -> None:
+        where = f"line {line}, column {column}: " if line is not None else ""
+        super().__init__(f"{where}{message}")
+        self.line = line
+        self.column = column
+        self.reason = message
+
+
+class StoreUnavailable(StepkeeperError):
+    """The database could not be reached or written (locked, full, corrupt)."""
+
+    code = "store_unavailable"

@@ -1,0 +1,165 @@
+"""Drives one claimed run through one activation: replay from the store, run, record the end."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from engine import limits
+from engine.activation import ActivationHost
+from engine.errors import InvalidInput
+from engine.ids import new_id
+from engine.jsonutil import encode_limited
+from engine.records import Run, StepResolution
+from engine.retry import RetryPolicy
+from engine.runtime import Runtime
+from sandbox.errors import CompileError
+from sandbox.runner import PreparedSkill, SkillRunner
+
+log = logging.getLogger(__name__)
+
+
+class Executor:
+    def __init__(self, rt: Runtime, runner: SkillRunner) -> None:
+        self.rt = rt
+        self.runner = runner
+        self._prepared: dict[tuple[str, int], PreparedSkill] = {}
+        self._lock = threading.Lock()
+
+    def prepared(self, name: str, version: int, source: str) -> PreparedSkill:
+        with self._lock:
+            skill = self._prepared.get((name, version))
+        if skill is None:
+            skill = self.runner.prepare(source)  # versions are immutable: compile once
+            with self._lock:
+                self._prepared[(name, version)] = skill
+        return skill
+
+    def execute(self, run: Run) -> None:
+        """Run one activation of a run this engine has claimed. Never raises for skill errors."""
+        store, now = self.rt.store, self.rt.clock.now()
+        store.resolve_due_steps(run.id, now)
+        version = store.get_skill_version(run.function, run.version)
+        if version is None:
+            self._finish(
+                run,
+                "failed",
+                error={
+                    "type": "SkillNotFound",
+                    "message": f"version {run.version} of skill {run.function!r} is gone",
+                },
+            )
+            return
+        try:
+            skill = self.prepared(run.function, run.version, version.code)
+        except CompileError as exc:
+            self._finish(run, "failed", error={"type": "CompileError", "message": str(exc)})
+            return
+        policy = RetryPolicy.from_config(version.config)
+        steps = store.load_steps(run.id)
+        failed: dict[str, int] = {}
+        for attempt in store.load_attempts(run.id):
+            failed[attempt.key] = max(failed.get(attempt.key, 0), attempt.attempt)
+        host = ActivationHost(self.rt, run, policy, steps, failed)
+        outcome = self.runner.run(skill, self._activation(run, steps, failed), host)
+        self._conclude(run, policy, outcome, has_on_failure=version.has_on_failure)
+
+    def _activation(self, run: Run, steps: list[Any], failed: dict[str, int]) -> dict[str, Any]:
+        done = {step.key for step in steps}
+        retrying = [count for key, count in failed.items() if key not in done]
+        return {
+            "run_id": run.id,
+            "function": run.function,
+            "version": run.version,
+            "kind": run.kind,
+            "event": run.event,
+            "events": run.events,
+            "attempt": max(retrying, default=run.attempt),
+            "memo": {
+                step.key: {
+                    "op": step.op,
+                    "status": step.status,
+                    "output": step.output,
+                    "error": step.error,
+                }
+                for step in steps
+            },
+            "secrets": self.rt.secrets,
+            "error": (run.failure or {}).get("error"),
+            "failed_run_id": (run.failure or {}).get("run_id"),
+        }
+
+    def _conclude(
+        self, run: Run, policy: RetryPolicy, outcome: dict[str, Any], *, has_on_failure: bool
+    ) -> None:
+        status = outcome["status"]
+        if status == "completed":
+            try:
+                encode_limited(outcome.get("output"), limits.MAX_RUN_OUTPUT_BYTES, "the run's result")
+            except InvalidInput as exc:
+                self._finish(run, "failed", error={"type": "PayloadTooLarge", "message": str(exc)})
+                return
+            self._finish(run, "completed", output=self.rt.redact(outcome.get("output")))
+        elif status == "failed":
+            error = self.rt.redact(outcome["error"])
+            failures = run.attempt + 1
+            if outcome.get("retriable") and policy.attempts_left(failures):
+                now = self.rt.clock.now()
+                self.rt.store.requeue_run(run.id, self.rt.owner, now + policy.delay(failures), failures, now)
+            else:
+                self._finish(run, "failed", error=error, on_failure=has_on_failure)
+        # suspended: already recorded with the op that suspended; aborted: not ours any more
+
+    def _finish(
+        self,
+        run: Run,
+        status: str,
+        *,
+        output: Any = None,
+        error: dict[str, Any] | None = None,
+        on_failure: bool = False,
+    ) -> None:
+        now = self.rt.clock.now()
+        resolution = None
+        if run.parent_run_id and run.parent_step_key:
+            resolution = StepResolution(
+                run_id=run.parent_run_id,
+                key=run.parent_step_key,
+                status="completed" if status == "completed" else "failed",
+                output=output,
+                error=None if status == "completed" else {**(error or {}), "run_id": run.id},
+            )
+        follow_up = []
+        if status == "failed" and on_failure and run.kind == "handler":
+            follow_up.append(failure_run(run, error or {}, now))
+        finished = self.rt.store.finish_run(
+            run.id,
+            self.rt.owner,
+            status,
+            now,
+            output=output,
+            error=error,
+            resolution=resolution,
+            new_runs=follow_up,
+        )
+        if finished and (resolution or follow_up):
+            self.rt.wake()
+
+
+def failure_run(run: Run, error: dict[str, Any], now: float) -> Run:
+    """The `on_failure` run that follows a failed run, with the error and the original event."""
+    return Run(
+        id=new_id("run"),
+        function=run.function,
+        version=run.version,
+        kind="on_failure",
+        trigger="on_failure",
+        status="queued",
+        event=run.event,
+        events=run.events,
+        failure={"error": error, "run_id": run.id},
+        created_at=now,
+        updated_at=now,
+        wake_at=now,
+    )

@@ -1,0 +1,196 @@
+"""The scheduler: an asyncio loop that claims due runs and hands them to activation threads.
+
+Local work starts without delay (in-process wake-ups); timers are found from the store's next
+wake time; a slow poll is the safety net for work another process queued. Leases are renewed
+by a heartbeat; runs whose lease expired, or whose holder on this host has died, go back to
+the queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+from concurrent.futures import ThreadPoolExecutor
+
+from engine.errors import StoreUnavailable
+from engine.event_router import route_pending
+from engine.executor import Executor
+from engine.records import Run
+from engine.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+LEASE_SECONDS = 30.0
+POLL_SECONDS = 1.0
+STORE_RETRY_SECONDS = 0.5
+
+
+def owner_id(nonce: str) -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{nonce}"
+
+
+def _dead_local_owner(owner: str, me: str) -> bool:
+    """True for a holder on this host whose process is gone (so its runs need no lease wait)."""
+    host, _, rest = owner.partition(":")
+    pid_text = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid_text.isdigit() or owner == me:
+        return False
+    pid = int(pid_text)
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+class Scheduler:
+    def __init__(
+        self,
+        rt: Runtime,
+        executor: Executor,
+        *,
+        concurrency: int,
+        lease_seconds: float = LEASE_SECONDS,
+        poll_seconds: float = POLL_SECONDS,
+    ) -> None:
+        self.rt = rt
+        self.executor = executor
+        self.concurrency = concurrency
+        self.lease_seconds = lease_seconds
+        self.poll_seconds = poll_seconds
+        self._threads = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="stepkeeper-run")
+        self._active: dict[str, asyncio.Future[None]] = {}
+        self._wake = asyncio.Event()
+        self._events_pending = True
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._finished_listeners: list[asyncio.Event] = []
+
+    # thread-safe signals -------------------------------------------------------------------
+
+    def wake(self) -> None:
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._wake.set)
+
+    def events_added(self) -> None:
+        self._events_pending = True
+        self.wake()
+
+    def activation_ended(self) -> asyncio.Event:
+        """An event set whenever any activation ends (for callers waiting on a result)."""
+        event = asyncio.Event()
+        self._finished_listeners.append(event)
+        return event
+
+    def forget(self, event: asyncio.Event) -> None:
+        with contextlib.suppress(ValueError):
+            self._finished_listeners.remove(event)
+
+    # lifecycle -----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        await self._recover()
+        self._tasks = [
+            asyncio.create_task(self._claim_loop(), name="stepkeeper-claim"),
+            asyncio.create_task(self._heartbeat_loop(), name="stepkeeper-heartbeat"),
+        ]
+
+    async def stop(self, grace_seconds: float = 10.0) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+        if self._active:
+            await asyncio.wait(list(self._active.values()), timeout=grace_seconds)
+        now = self.rt.clock.now()
+        await asyncio.to_thread(self.rt.store.release_leases, now, owner=self.rt.owner)
+        self._threads.shutdown(wait=False)
+
+    @property
+    def active_runs(self) -> int:
+        return len(self._active)
+
+    # loops ---------------------------------------------------------------------------------
+
+    async def _claim_loop(self) -> None:
+        while True:
+            try:
+                await self._claim_once()
+            except StoreUnavailable as exc:
+                log.warning("store unavailable, retrying: %s", exc)
+                await asyncio.sleep(STORE_RETRY_SECONDS)
+            except Exception:
+                log.exception("scheduler iteration failed")
+                await asyncio.sleep(STORE_RETRY_SECONDS)
+
+    async def _claim_once(self) -> None:
+        self._wake.clear()
+        store, now = self.rt.store, self.rt.clock.now()
+        if self._events_pending:
+            self._events_pending = False
+            await asyncio.to_thread(route_pending, store, now)
+        free = self.concurrency - len(self._active)
+        if free > 0:
+            claimed = await asyncio.to_thread(
+                store.claim_due_runs, self.rt.owner, now, now + self.lease_seconds, free
+            )
+            for run in claimed:
+                self._start(run)
+            if len(claimed) == free:
+                return  # more may be due: go round again at once
+        next_wake = await asyncio.to_thread(store.next_wake_at) if free > 0 else None
+        timeout = self.poll_seconds
+        if next_wake is not None:
+            timeout = min(timeout, max(0.0, next_wake - self.rt.clock.now()))
+        if timeout <= 0 and free > 0:
+            return
+        self._events_pending = True  # the poll also routes events other processes stored
+        await self.rt.clock.wait(self._wake, timeout)
+
+    def _start(self, run: Run) -> None:
+        assert self._loop is not None
+        future = asyncio.wrap_future(self._threads.submit(self._execute, run))
+        self._active[run.id] = future
+        future.add_done_callback(lambda _: self._ended(run.id))
+
+    def _execute(self, run: Run) -> None:
+        try:
+            self.executor.execute(run)
+        except Exception:  # the run keeps its lease; it is recovered when the lease expires
+            log.exception("activation of run %s failed in the engine", run.id)
+
+    def _ended(self, run_id: str) -> None:
+        self._active.pop(run_id, None)
+        for listener in self._finished_listeners:
+            listener.set()
+        self._wake.set()
+
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.lease_seconds / 3)
+            try:
+                now = self.rt.clock.now()
+                await asyncio.to_thread(self.rt.store.extend_leases, self.rt.owner, now + self.lease_seconds)
+                await self._recover()
+            except StoreUnavailable as exc:
+                log.warning("heartbeat could not reach the store: %s", exc)
+
+    async def _recover(self) -> None:
+        store, now = self.rt.store, self.rt.clock.now()
+        released = await asyncio.to_thread(store.release_leases, now, expired_before=now)
+        for owner in await asyncio.to_thread(store.lease_owners):
+            if _dead_local_owner(owner, self.rt.owner):
+                released += await asyncio.to_thread(store.release_leases, now, owner=owner)
+        if released:
+            log.info("recovered %d runs from expired or dead lease holders", released)
+            self._wake.set()

@@ -1,0 +1,89 @@
+"""Validation of what a caller registers: skill names, triggers and config."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from engine.errors import InvalidInput
+from engine.expressions import compile_expression
+from engine.limits import MAX_DESCRIPTION_CHARS, MAX_TRIGGERS
+from engine.retry import RetryPolicy
+
+SKILL_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+EVENT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,255}$")
+CONFIG_KEYS = frozenset({"retries", "retry_backoff"})
+LATER_CONFIG_KEYS = frozenset(
+    {
+        "concurrency",
+        "throttle",
+        "rate_limit",
+        "debounce",
+        "priority",
+        "idempotency",
+        "singleton",
+        "cancel_on",
+        "timeouts",
+        "batch_events",
+        "expose_as_tool",
+        "input_schema",
+    }
+)
+
+
+def check_skill_name(name: Any) -> str:
+    if not isinstance(name, str) or not SKILL_NAME.match(name):
+        raise InvalidInput(
+            f"invalid skill name {name!r}: use 1-64 lowercase letters, digits, '-' or '_', "
+            "starting with a letter or digit"
+        )
+    return name
+
+
+def check_event_name(name: Any) -> str:
+    if not isinstance(name, str) or not EVENT_NAME.match(name):
+        raise InvalidInput(
+            f"invalid event name {name!r}: use 1-256 letters, digits and '_.:/-', "
+            "starting with a letter or digit"
+        )
+    return name
+
+
+def check_description(description: Any) -> str:
+    if not isinstance(description, str) or len(description) > MAX_DESCRIPTION_CHARS:
+        raise InvalidInput(f"description must be a string of at most {MAX_DESCRIPTION_CHARS} characters")
+    return description
+
+
+def check_triggers(triggers: Any) -> list[dict[str, Any]]:
+    if not isinstance(triggers, list) or len(triggers) > MAX_TRIGGERS:
+        raise InvalidInput(f"triggers must be a list of at most {MAX_TRIGGERS} items")
+    checked = []
+    for index, trigger in enumerate(triggers):
+        where = f"triggers[{index}]"
+        if not isinstance(trigger, dict):
+            raise InvalidInput(f'{where} must be an object like {{"event": "name"}}')
+        if "cron" in trigger:
+            raise InvalidInput(f"{where}: cron triggers are not supported yet in this build")
+        if set(trigger) - {"event", "if"} or "event" not in trigger:
+            raise InvalidInput(f"{where} takes 'event' and optionally 'if', got {sorted(trigger)}")
+        check_event_name(trigger["event"])
+        if trigger.get("if") is not None:
+            try:
+                compile_expression(trigger["if"])
+            except InvalidInput as exc:
+                raise InvalidInput(f"{where}.if: {exc}") from None
+        checked.append({key: value for key, value in trigger.items() if value is not None})
+    return checked
+
+
+def check_config(config: Any) -> dict[str, Any]:
+    if not isinstance(config, dict):
+        raise InvalidInput("config must be an object")
+    for key in config:
+        if key in LATER_CONFIG_KEYS:
+            raise InvalidInput(f"config.{key} is not supported yet in this build")
+        if key not in CONFIG_KEYS:
+            raise InvalidInput(f"unknown config key {key!r}; known keys: {sorted(CONFIG_KEYS)}")
+    RetryPolicy.from_config(config)
+    return config

@@ -1,0 +1,643 @@
+"""The store on SQLAlchemy Core over the SQLModel tables. SQLite is the embedded default.
+
+Writes go through `StoreWriter` (one connection, group commit); reads use pooled connections.
+Dialect differences live in `_SqliteDialect`; a PostgreSQL variant overrides the same hooks.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import and_, create_engine, event, func, insert, or_, select, update
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import IntegrityError
+
+from engine import migrate
+from engine.errors import InvalidInput, SkillExists, SkillNotFound
+from engine.jsonutil import dumps, loads
+from engine.records import (
+    FINAL_STATUSES,
+    Attempt,
+    Event,
+    LogLine,
+    Run,
+    RunPage,
+    Skill,
+    SkillVersion,
+    Step,
+    StepCommit,
+    StepResolution,
+    Wait,
+)
+from engine.schema import (
+    EventRow,
+    RunLogRow,
+    RunRow,
+    ScheduleRow,
+    SkillRow,
+    SkillVersionRow,
+    StepAttemptRow,
+    StepRow,
+)
+from engine.store_rows import (
+    attempt_from_row,
+    attempt_to_row,
+    event_from_row,
+    event_to_row,
+    log_from_row,
+    log_to_row,
+    run_from_row,
+    run_to_row,
+    skill_from_row,
+    step_from_row,
+    step_to_row,
+    version_from_row,
+    version_to_row,
+)
+from engine.store_writer import StoreWriter
+
+log = logging.getLogger(__name__)
+
+skills = SkillRow.__table__
+versions = SkillVersionRow.__table__
+events = EventRow.__table__
+runs = RunRow.__table__
+steps = StepRow.__table__
+attempts = StepAttemptRow.__table__
+run_logs = RunLogRow.__table__
+schedules = ScheduleRow.__table__
+
+ALL_TABLES = (skills, versions, events, runs, steps, attempts, run_logs, schedules)
+WAKEABLE = ("queued", "sleeping", "waiting")
+PENDING_STEP = ("sleeping", "waiting")
+BUSY_TIMEOUT_MS = 10_000
+
+
+def _sqlite_engine(url: str) -> Engine:
+    path = url.split("///", 1)[1] if "///" in url else ""
+    if path and path != ":memory:":
+        Path(path).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Take transaction control from the driver so that BEGIN IMMEDIATE takes the write lock
+        # up front (no deadlock-prone lock upgrades) and savepoints work.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Connection) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
+class SqlStore:
+    """`engine.store.Store` on SQLite (the embedded default)."""
+
+    def __init__(self, url: str) -> None:
+        if not url.startswith("sqlite"):
+            raise InvalidInput(f"unsupported database URL {url!r}: this build speaks sqlite:///")
+        self.url = url
+        self._engine = _sqlite_engine(url)
+        self._writer: StoreWriter | None = None
+
+    # lifecycle ---------------------------------------------------------------------------
+
+    @property
+    def sa_engine(self) -> Engine:
+        return self._engine
+
+    def migrate(self) -> None:
+        migrate.upgrade(self._engine)
+
+    def _write(self) -> StoreWriter:
+        if self._writer is None:
+            self._writer = StoreWriter(self._engine)
+        return self._writer
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+        self._engine.dispose()
+
+    def _read(self, statement: Any) -> list[Any]:
+        with self._engine.connect() as connection:
+            return list(connection.execute(statement).mappings())
+
+    # skills ------------------------------------------------------------------------------
+
+    def add_skill_version(self, version: SkillVersion, *, new_skill: bool) -> SkillVersion:
+        def write(connection: Connection) -> SkillVersion:
+            current = (
+                connection.execute(select(skills).where(skills.c.name == version.name)).mappings().first()
+            )
+            live = current is not None and current["deleted_at"] is None
+            if new_skill and live:
+                raise SkillExists(version.name)
+            if not new_skill and not live:
+                raise SkillNotFound(version.name)
+            number = 1 if current is None else current["latest_version"] + 1
+            stored = SkillVersion(**{**version.__dict__, "version": number})
+            connection.execute(insert(versions).values(version_to_row(stored)))
+            row = {
+                "latest_version": number,
+                "description": stored.description,
+                "updated_at": stored.created_at,
+                "deleted_at": None,
+            }
+            if current is None:
+                connection.execute(
+                    insert(skills).values(name=stored.name, created_at=stored.created_at, **row)
+                )
+            else:
+                connection.execute(update(skills).where(skills.c.name == stored.name).values(**row))
+            return stored
+
+        return self._write().call(write)
+
+    def get_skill(self, name: str) -> Skill | None:
+        rows = self._read(select(skills).where(skills.c.name == name, skills.c.deleted_at.is_(None)))
+        return skill_from_row(rows[0]) if rows else None
+
+    def get_skill_version(self, name: str, version: int | None = None) -> SkillVersion | None:
+        if version is None:
+            skill = self.get_skill(name)
+            if skill is None:
+                return None
+            version = skill.latest_version
+        rows = self._read(select(versions).where(versions.c.name == name, versions.c.version == version))
+        return version_from_row(rows[0]) if rows else None
+
+    def list_skills(self) -> list[Skill]:
+        rows = self._read(select(skills).where(skills.c.deleted_at.is_(None)).order_by(skills.c.name))
+        return [skill_from_row(row) for row in rows]
+
+    def list_skill_versions(self, name: str) -> list[SkillVersion]:
+        rows = self._read(select(versions).where(versions.c.name == name).order_by(versions.c.version))
+        return [version_from_row(row) for row in rows]
+
+    def delete_skill(self, name: str, now: float) -> bool:
+        def write(connection: Connection) -> bool:
+            result = connection.execute(
+                update(skills)
+                .where(skills.c.name == name, skills.c.deleted_at.is_(None))
+                .values(deleted_at=now, updated_at=now)
+            )
+            return result.rowcount == 1
+
+        return self._write().call(write)
+
+    def live_skill_versions(self) -> list[SkillVersion]:
+        statement = (
+            select(versions)
+            .join(
+                skills,
+                and_(skills.c.name == versions.c.name, skills.c.latest_version == versions.c.version),
+            )
+            .where(skills.c.deleted_at.is_(None))
+        )
+        return [version_from_row(row) for row in self._read(statement)]
+
+    # events ------------------------------------------------------------------------------
+
+    def append_events(self, new_events: list[Event]) -> list[bool]:
+        def write(connection: Connection) -> list[bool]:
+            return [_insert_event(connection, item) for item in new_events]
+
+        return self._write().call(write)
+
+    def pending_events(self, limit: int) -> list[Event]:
+        statement = (
+            select(events).where(events.c.processed_at.is_(None)).order_by(events.c.received_at).limit(limit)
+        )
+        return [event_from_row(row) for row in self._read(statement)]
+
+    def get_events(self, ids: list[str]) -> list[Event]:
+        if not ids:
+            return []
+        rows = self._read(select(events).where(events.c.id.in_(ids)))
+        by_id = {row["id"]: event_from_row(row) for row in rows}
+        return [by_id[i] for i in ids if i in by_id]
+
+    def list_events(self, name: str | None, limit: int) -> list[Event]:
+        statement = select(events).order_by(events.c.received_at.desc()).limit(limit)
+        if name is not None:
+            statement = statement.where(events.c.name == name)
+        return [event_from_row(row) for row in self._read(statement)]
+
+    def waits_for(self, event_names: set[str]) -> list[Wait]:
+        if not event_names:
+            return []
+        statement = (
+            select(steps.c.run_id, steps.c.key, steps.c.wait_event, steps.c.wait_if, runs.c.event)
+            .join(runs, runs.c.id == steps.c.run_id)
+            .where(steps.c.wait_event.in_(sorted(event_names)), steps.c.status == "waiting")
+            .order_by(steps.c.created_at)
+        )
+        return [
+            Wait(
+                run_id=row["run_id"],
+                key=row["key"],
+                event_name=row["wait_event"],
+                condition=row["wait_if"],
+                run_event=loads(row["event"]),
+            )
+            for row in self._read(statement)
+        ]
+
+    def apply_event(
+        self, event_id: str, now: float, new_runs: list[Run], resolutions: list[StepResolution]
+    ) -> bool:
+        def write(connection: Connection) -> bool:
+            marked = connection.execute(
+                update(events)
+                .where(events.c.id == event_id, events.c.processed_at.is_(None))
+                .values(processed_at=now)
+            )
+            if marked.rowcount != 1:
+                return False
+            _insert_runs(connection, new_runs)
+            for resolution in resolutions:
+                _resolve_step(connection, resolution, now)
+            return True
+
+        return self._write().call(write)
+
+    def runs_for_event(self, event_id: str) -> list[str]:
+        rows = self._read(select(runs.c.id).where(runs.c.event_id == event_id).order_by(runs.c.created_at))
+        return [row["id"] for row in rows]
+
+    # runs --------------------------------------------------------------------------------
+
+    def create_runs(self, new_runs: list[Run], copied_steps: list[Step] | None = None) -> None:
+        def write(connection: Connection) -> None:
+            _insert_runs(connection, new_runs)
+            if copied_steps:
+                connection.execute(insert(steps), [step_to_row(s) for s in copied_steps])
+
+        self._write().call(write)
+
+    def get_run(self, run_id: str) -> Run | None:
+        rows = self._read(select(runs).where(runs.c.id == run_id))
+        return run_from_row(rows[0]) if rows else None
+
+    def list_runs(
+        self,
+        function: str | None = None,
+        status: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        limit: int = 20,
+        cursor: str | None = None,
+    ) -> RunPage:
+        statement = select(runs)
+        if function is not None:
+            statement = statement.where(runs.c.function == function)
+        if status is not None:
+            statement = statement.where(runs.c.status == status)
+        if since is not None:
+            statement = statement.where(runs.c.created_at >= since)
+        if until is not None:
+            statement = statement.where(runs.c.created_at < until)
+        if cursor is not None:
+            created, run_id = _decode_cursor(cursor)
+            statement = statement.where(
+                or_(
+                    runs.c.created_at < created,
+                    and_(runs.c.created_at == created, runs.c.id < run_id),
+                )
+            )
+        statement = statement.order_by(runs.c.created_at.desc(), runs.c.id.desc()).limit(limit + 1)
+        found = [run_from_row(row) for row in self._read(statement)]
+        page, more = found[:limit], len(found) > limit
+        next_cursor = _encode_cursor(page[-1].created_at, page[-1].id) if more and page else None
+        return RunPage(runs=page, next_cursor=next_cursor)
+
+    def children(self, run_id: str) -> list[Run]:
+        rows = self._read(select(runs).where(runs.c.parent_run_id == run_id).order_by(runs.c.created_at))
+        return [run_from_row(row) for row in rows]
+
+    def claim_due_runs(self, owner: str, now: float, lease_until: float, limit: int) -> list[Run]:
+        def write(connection: Connection) -> list[Run]:
+            due = (
+                select(runs.c.id)
+                .where(runs.c.status.in_(WAKEABLE), runs.c.wake_at <= now)
+                .order_by(runs.c.wake_at)
+                .limit(limit)
+            )
+            ids = [row[0] for row in connection.execute(due)]
+            if not ids:
+                return []
+            connection.execute(
+                update(runs)
+                .where(runs.c.id.in_(ids), runs.c.status.in_(WAKEABLE))
+                .values(
+                    status="running",
+                    lease_owner=owner,
+                    lease_expires_at=lease_until,
+                    started_at=func.coalesce(runs.c.started_at, now),
+                    updated_at=now,
+                    wake_at=None,
+                )
+            )
+            rows = connection.execute(select(runs).where(runs.c.id.in_(ids))).mappings()
+            claimed = [run_from_row(row) for row in rows if row["lease_owner"] == owner]
+            claimed.sort(key=lambda run: ids.index(run.id))
+            return claimed
+
+        return self._write().call(write)
+
+    def next_wake_at(self) -> float | None:
+        rows = self._read(select(func.min(runs.c.wake_at)).where(runs.c.status.in_(WAKEABLE)))
+        return rows[0][next(iter(rows[0].keys()))] if rows else None
+
+    def extend_leases(self, owner: str, lease_until: float) -> int:
+        def write(connection: Connection) -> int:
+            result = connection.execute(
+                update(runs)
+                .where(runs.c.lease_owner == owner, runs.c.status == "running")
+                .values(lease_expires_at=lease_until)
+            )
+            return result.rowcount
+
+        return self._write().call(write)
+
+    def lease_owners(self) -> list[str]:
+        rows = self._read(select(runs.c.lease_owner).where(runs.c.status == "running").distinct())
+        return [row["lease_owner"] for row in rows if row["lease_owner"]]
+
+    def release_leases(
+        self, now: float, *, owner: str | None = None, expired_before: float | None = None
+    ) -> int:
+        condition = runs.c.status == "running"
+        if owner is not None:
+            condition = and_(condition, runs.c.lease_owner == owner)
+        if expired_before is not None:
+            condition = and_(condition, runs.c.lease_expires_at < expired_before)
+
+        def write(connection: Connection) -> int:
+            result = connection.execute(
+                update(runs)
+                .where(condition)
+                .values(
+                    status="queued",
+                    wake_at=now,
+                    lease_owner=None,
+                    lease_expires_at=None,
+                    updated_at=now,
+                )
+            )
+            return result.rowcount
+
+        return self._write().call(write)
+
+    def commit_step(self, owner: str, commit: StepCommit, now: float) -> bool:
+        def write(connection: Connection) -> bool:
+            if not _owns(connection, commit.run_id, owner):
+                return False
+            if commit.step is not None:
+                _upsert_step(connection, commit.step)
+            if commit.failed_attempt is not None:
+                connection.execute(insert(attempts).values(attempt_to_row(commit.failed_attempt)))
+            for item in commit.new_events:
+                _insert_event(connection, item)
+            _insert_runs(connection, commit.new_runs)
+            if commit.suspend is not None:
+                status, wake_at = commit.suspend
+                _release(connection, commit.run_id, status=status, wake_at=wake_at, now=now)
+            return True
+
+        return self._write().call(write)
+
+    def finish_run(
+        self,
+        run_id: str,
+        owner: str,
+        status: str,
+        now: float,
+        *,
+        output: Any = None,
+        error: dict[str, Any] | None = None,
+        resolution: StepResolution | None = None,
+        new_runs: list[Run] | None = None,
+    ) -> bool:
+        def write(connection: Connection) -> bool:
+            result = connection.execute(
+                update(runs)
+                .where(runs.c.id == run_id, runs.c.lease_owner == owner, runs.c.status == "running")
+                .values(
+                    status=status,
+                    output=None if output is None else dumps(output),
+                    error=None if error is None else dumps(error),
+                    ended_at=now,
+                    updated_at=now,
+                    wake_at=None,
+                    lease_owner=None,
+                    lease_expires_at=None,
+                )
+            )
+            if result.rowcount != 1:
+                return False
+            if resolution is not None:
+                _resolve_step(connection, resolution, now)
+            _insert_runs(connection, new_runs or [])
+            return True
+
+        return self._write().call(write)
+
+    def requeue_run(self, run_id: str, owner: str, wake_at: float, attempt: int, now: float) -> bool:
+        def write(connection: Connection) -> bool:
+            if not _owns(connection, run_id, owner):
+                return False
+            connection.execute(update(runs).where(runs.c.id == run_id).values(attempt=attempt))
+            _release(connection, run_id, status="queued", wake_at=wake_at, now=now)
+            return True
+
+        return self._write().call(write)
+
+    def suspend_run(self, run_id: str, owner: str, status: str, wake_at: float | None, now: float) -> bool:
+        def write(connection: Connection) -> bool:
+            if not _owns(connection, run_id, owner):
+                return False
+            _release(connection, run_id, status=status, wake_at=wake_at, now=now)
+            return True
+
+        return self._write().call(write)
+
+    def cancel_runs(
+        self, run_ids: list[str], reason: str | None, now: float, resolution: StepResolution | None
+    ) -> list[str]:
+        def write(connection: Connection) -> list[str]:
+            live = [
+                row[0]
+                for row in connection.execute(
+                    select(runs.c.id).where(runs.c.id.in_(run_ids), runs.c.status.not_in(FINAL_STATUSES))
+                )
+            ]
+            if not live:
+                return []
+            connection.execute(
+                update(runs)
+                .where(runs.c.id.in_(live))
+                .values(
+                    status="cancelled",
+                    cancel_reason=reason,
+                    ended_at=now,
+                    updated_at=now,
+                    wake_at=None,
+                    lease_owner=None,
+                    lease_expires_at=None,
+                )
+            )
+            if resolution is not None:
+                _resolve_step(connection, resolution, now)
+            return live
+
+        return self._write().call(write)
+
+    def resolve_due_steps(self, run_id: str, now: float) -> int:
+        def write(connection: Connection) -> int:
+            pending = connection.execute(
+                select(steps.c.key, steps.c.op).where(
+                    steps.c.run_id == run_id,
+                    steps.c.status.in_(PENDING_STEP),
+                    steps.c.wake_at <= now,
+                )
+            ).all()
+            for key, op in pending:
+                if op == "invoke":
+                    error = {
+                        "type": "TimeoutError",
+                        "message": "the invoked run did not finish in time",
+                    }
+                    values: dict[str, Any] = {"status": "failed", "error": dumps(error)}
+                else:  # a sleep that is due, or a wait that timed out (its result is null)
+                    values = {"status": "completed", "output": dumps(None)}
+                connection.execute(
+                    update(steps)
+                    .where(
+                        steps.c.run_id == run_id,
+                        steps.c.key == key,
+                        steps.c.status.in_(PENDING_STEP),
+                    )
+                    .values(ended_at=now, **values)
+                )
+            return len(pending)
+
+        return self._write().call(write)
+
+    # steps, attempts, logs ---------------------------------------------------------------
+
+    def load_steps(self, run_id: str) -> list[Step]:
+        rows = self._read(select(steps).where(steps.c.run_id == run_id).order_by(steps.c.seq))
+        return [step_from_row(row) for row in rows]
+
+    def load_attempts(self, run_id: str) -> list[Attempt]:
+        rows = self._read(
+            select(attempts).where(attempts.c.run_id == run_id).order_by(attempts.c.key, attempts.c.attempt)
+        )
+        return [attempt_from_row(row) for row in rows]
+
+    def append_logs(self, logs: list[LogLine]) -> None:
+        if logs:
+            rows = [log_to_row(line) for line in logs]
+            self._write().submit(lambda connection: connection.execute(insert(run_logs), rows))
+
+    def load_logs(self, run_id: str) -> list[LogLine]:
+        rows = self._read(select(run_logs).where(run_logs.c.run_id == run_id).order_by(run_logs.c.id))
+        return [log_from_row(row) for row in rows]
+
+    def table_counts(self) -> dict[str, int]:
+        with self._engine.connect() as connection:
+            return {
+                table.name: connection.execute(select(func.count()).select_from(table)).scalar_one()
+                for table in ALL_TABLES
+            }
+
+
+# helpers that run inside a write transaction -------------------------------------------------
+
+
+def _insert_event(connection: Connection, item: Event) -> bool:
+    exists = connection.execute(select(events.c.id).where(events.c.id == item.id)).first()
+    if exists is not None:
+        return False
+    connection.execute(insert(events).values(event_to_row(item)))
+    return True
+
+
+def _insert_runs(connection: Connection, new_runs: list[Run]) -> None:
+    if new_runs:
+        connection.execute(insert(runs), [run_to_row(run) for run in new_runs])
+
+
+def _owns(connection: Connection, run_id: str, owner: str) -> bool:
+    row = connection.execute(select(runs.c.status, runs.c.lease_owner).where(runs.c.id == run_id)).first()
+    return row is not None and row[0] == "running" and row[1] == owner
+
+
+def _release(connection: Connection, run_id: str, *, status: str, wake_at: float | None, now: float) -> None:
+    connection.execute(
+        update(runs)
+        .where(runs.c.id == run_id)
+        .values(status=status, wake_at=wake_at, lease_owner=None, lease_expires_at=None, updated_at=now)
+    )
+
+
+def _upsert_step(connection: Connection, step: Step) -> None:
+    row = step_to_row(step)
+    try:
+        with connection.begin_nested():
+            connection.execute(insert(steps).values(row))
+    except IntegrityError:
+        key = {"run_id": row.pop("run_id"), "key": row.pop("key")}
+        connection.execute(
+            update(steps).where(steps.c.run_id == key["run_id"], steps.c.key == key["key"]).values(row)
+        )
+
+
+def _resolve_step(connection: Connection, resolution: StepResolution, now: float) -> None:
+    """End a pending step and queue its run, unless something else ended it first."""
+    result = connection.execute(
+        update(steps)
+        .where(
+            steps.c.run_id == resolution.run_id,
+            steps.c.key == resolution.key,
+            steps.c.status.in_(PENDING_STEP),
+        )
+        .values(
+            status=resolution.status,
+            output=dumps(resolution.output),
+            error=None if resolution.error is None else dumps(resolution.error),
+            ended_at=now,
+        )
+    )
+    if result.rowcount == 1:
+        connection.execute(
+            update(runs)
+            .where(runs.c.id == resolution.run_id, runs.c.status.in_(PENDING_STEP))
+            .values(status="queued", wake_at=now, updated_at=now)
+        )
+
+
+def _encode_cursor(created_at: float, run_id: str) -> str:
+    return base64.urlsafe_b64encode(f"{created_at!r}|{run_id}".encode()).decode()
+
+
+def _decode_cursor(cursor: str) -> tuple[float, str]:
+    try:
+        created, run_id = base64.urlsafe_b64decode(cursor.encode()).decode().split("|", 1)
+        return float(created), run_id
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidInput(f"invalid cursor {cursor!r}: pass back a next_cursor you were given") from None

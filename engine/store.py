@@ -1,0 +1,126 @@
+"""The store interface: every query the engine needs, named in domain terms.
+
+The store is the only code that speaks SQL. `engine.sql_store.SqlStore` implements this for
+SQLite (and, later, PostgreSQL); `tests/conformance` checks any implementation against it.
+Methods are synchronous and thread-safe: the engine calls them from worker threads.
+Every method that changes several rows does so in one transaction.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from engine.records import (
+    Attempt,
+    Event,
+    LogLine,
+    Run,
+    RunPage,
+    Skill,
+    SkillVersion,
+    Step,
+    StepCommit,
+    StepResolution,
+    Wait,
+)
+
+
+class Store(Protocol):
+    # lifecycle
+    def migrate(self) -> None: ...
+    def close(self) -> None: ...
+
+    # skills
+    def add_skill_version(self, version: SkillVersion, *, new_skill: bool) -> SkillVersion:
+        """Store the next version of a skill (its number is assigned here, atomically).
+
+        `new_skill=True` refuses a name that is live; `False` refuses one that is not.
+        """
+
+    def get_skill(self, name: str) -> Skill | None: ...
+    def get_skill_version(self, name: str, version: int | None = None) -> SkillVersion | None: ...
+    def list_skills(self) -> list[Skill]: ...
+    def list_skill_versions(self, name: str) -> list[SkillVersion]: ...
+    def delete_skill(self, name: str, now: float) -> bool: ...
+    def live_skill_versions(self) -> list[SkillVersion]:
+        """The latest version of every skill that is not deleted (for trigger matching)."""
+
+    # events
+    def append_events(self, events: list[Event]) -> list[bool]:
+        """Insert events whose id is new; True for each one inserted, False for a duplicate id."""
+
+    def pending_events(self, limit: int) -> list[Event]: ...
+    def get_events(self, ids: list[str]) -> list[Event]: ...
+    def list_events(self, name: str | None, limit: int) -> list[Event]: ...
+    def waits_for(self, event_names: set[str]) -> list[Wait]: ...
+    def apply_event(
+        self, event_id: str, now: float, new_runs: list[Run], resolutions: list[StepResolution]
+    ) -> bool:
+        """Mark an event processed, create its runs and end the waits it matched, all at once.
+
+        Returns False (and changes nothing) when the event was already processed.
+        """
+
+    def runs_for_event(self, event_id: str) -> list[str]: ...
+
+    # runs
+    def create_runs(self, runs: list[Run], copied_steps: list[Step] | None = None) -> None: ...
+    def get_run(self, run_id: str) -> Run | None: ...
+    def list_runs(
+        self,
+        function: str | None = None,
+        status: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        limit: int = 20,
+        cursor: str | None = None,
+    ) -> RunPage: ...
+    def children(self, run_id: str) -> list[Run]: ...
+    def claim_due_runs(self, owner: str, now: float, lease_until: float, limit: int) -> list[Run]:
+        """Take up to `limit` runs that are due, in wake-time order; each goes to one owner only."""
+
+    def next_wake_at(self) -> float | None: ...
+    def extend_leases(self, owner: str, lease_until: float) -> int: ...
+    def lease_owners(self) -> list[str]: ...
+    def release_leases(
+        self, now: float, *, owner: str | None = None, expired_before: float | None = None
+    ) -> int:
+        """Put running runs back in the queue: one owner's, or those whose lease expired."""
+
+    def commit_step(self, owner: str, commit: StepCommit, now: float) -> bool:
+        """Record a step op; False (nothing written) when the run is no longer ours to run."""
+
+    def finish_run(
+        self,
+        run_id: str,
+        owner: str,
+        status: str,
+        now: float,
+        *,
+        output: Any = None,
+        error: dict[str, Any] | None = None,
+        resolution: StepResolution | None = None,
+        new_runs: list[Run] | None = None,
+    ) -> bool: ...
+    def requeue_run(self, run_id: str, owner: str, wake_at: float, attempt: int, now: float) -> bool:
+        """Give a running run back to the queue (a retry of the handler, or work left over)."""
+
+    def suspend_run(
+        self, run_id: str, owner: str, status: str, wake_at: float | None, now: float
+    ) -> bool: ...
+    def cancel_runs(
+        self, run_ids: list[str], reason: str | None, now: float, resolution: StepResolution | None
+    ) -> list[str]:
+        """Cancel the runs that are not final yet; returns those cancelled."""
+
+    def resolve_due_steps(self, run_id: str, now: float) -> int:
+        """End the run's sleeps that are due and its waits that timed out."""
+
+    # steps, attempts, logs
+    def load_steps(self, run_id: str) -> list[Step]: ...
+    def load_attempts(self, run_id: str) -> list[Attempt]: ...
+    def append_logs(self, logs: list[LogLine]) -> None:
+        """Queue log lines for writing; they are committed with the run's next write or soon after."""
+
+    def load_logs(self, run_id: str) -> list[LogLine]: ...
+    def table_counts(self) -> dict[str, int]: ...

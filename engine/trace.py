@@ -1,0 +1,97 @@
+"""A run's trace: the run and its steps as spans, with every attempt, the logs and the children."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from engine.durations import iso
+from engine.records import Attempt, LogLine, Run, Step
+
+
+def run_view(run: Run) -> dict[str, Any]:
+    duration = None if run.ended_at is None or run.started_at is None else run.ended_at - run.started_at
+    return {
+        "run_id": run.id,
+        "function": run.function,
+        "version": run.version,
+        "kind": run.kind,
+        "trigger": run.trigger,
+        "status": run.status,
+        "event": run.event,
+        "output": run.output,
+        "error": run.error,
+        "attempt": run.attempt,
+        "parent_run_id": run.parent_run_id,
+        "rerun_of": run.rerun_of,
+        "failure": run.failure,
+        "cancel_reason": run.cancel_reason,
+        "created_at": iso(run.created_at),
+        "started_at": iso(run.started_at),
+        "ended_at": iso(run.ended_at),
+        "wake_at": iso(run.wake_at),
+        "duration_ms": None if duration is None else round(duration * 1000, 3),
+    }
+
+
+def _failed_attempt(a: Attempt) -> dict[str, Any]:
+    return {
+        "attempt": a.attempt,
+        "status": "failed",
+        "started_at": iso(a.started_at),
+        "ended_at": iso(a.ended_at),
+        "error": a.error,
+    }
+
+
+def step_span(step: Step, failed: list[Attempt]) -> dict[str, Any]:
+    attempts = [_failed_attempt(a) for a in failed]
+    attempts.append(
+        {
+            "attempt": step.attempts,
+            "status": step.status,
+            "started_at": iso(step.started_at),
+            "ended_at": iso(step.ended_at),
+            "error": step.error,
+        }
+    )
+    return {
+        "key": step.key,
+        "step_id": step.step_id,
+        "op": step.op,
+        "status": step.status,
+        "attempts": attempts,
+        "input": step.input,
+        "output": step.output,
+        "error": step.error,
+        "child_run_id": step.child_run_id,
+        "queued_at": iso(step.created_at),
+        "started_at": iso(step.started_at),
+        "ended_at": iso(step.ended_at),
+        "wake_at": iso(step.wake_at),
+    }
+
+
+def build_trace(
+    run: Run, steps: list[Step], attempts: list[Attempt], logs: list[LogLine], children: list[Run]
+) -> dict[str, Any]:
+    by_key: dict[str, list[Attempt]] = {}
+    for attempt in attempts:
+        by_key.setdefault(attempt.key, []).append(attempt)
+    spans = [step_span(step, by_key.pop(step.key, [])) for step in steps]
+    for key, failed in by_key.items():  # a step still between retries has attempts but no row
+        spans.append(
+            {
+                "key": key,
+                "step_id": key,
+                "op": "run",
+                "status": "retrying",
+                "attempts": [_failed_attempt(a) for a in failed],
+                "error": failed[-1].error,
+            }
+        )
+    return {
+        "run": run_view(run),
+        "spans": spans,
+        "logs": [{"ts": iso(line.ts), "level": line.level, "message": line.message} for line in logs],
+        "children": [run_view(child) for child in children],
+    }

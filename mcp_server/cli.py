@@ -1,0 +1,131 @@
+"""The `stepkeeper` command: `demo`, `worker`, and read-only `skills`, `runs`, `trace` views."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from engine import Engine, StepkeeperError
+from engine.durations import iso
+from mcp_server.config import Settings
+from mcp_server.demo import run_demo
+
+log = logging.getLogger("stepkeeper")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="stepkeeper", description="A durable orchestrator for agent skills.")
+    parser.add_argument("--home", help="where the embedded database lives (STEPKEEPER_HOME)")
+    parser.add_argument("--database-url", help="sqlite:///path (STEPKEEPER_DATABASE_URL)")
+    parser.add_argument("--http-allow", help="hosts skills may call, comma-separated (STEPKEEPER_HTTP_ALLOW)")
+    parser.add_argument("--workers", type=int, help="sandbox worker processes (STEPKEEPER_WORKERS)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug detail to stderr")
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("demo", help="register three demo skills, run them and print the traces")
+    commands.add_parser("worker", help="run the engine (no MCP surface) until interrupted")
+    commands.add_parser("skills", help="list registered skills")
+    runs = commands.add_parser("runs", help="list recent runs, newest first")
+    runs.add_argument("--function")
+    runs.add_argument("--status")
+    runs.add_argument("--limit", type=int, default=20)
+    trace = commands.add_parser("trace", help="print a run's trace as JSON")
+    trace.add_argument("run_id")
+    return parser
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    settings = Settings.from_env()
+    if args.home:
+        settings.home = Path(args.home).expanduser()
+    if args.database_url:
+        settings.database_url = args.database_url
+    if args.http_allow is not None:
+        settings.http_allow = [item.strip() for item in args.http_allow.split(",") if item.strip()]
+    if args.workers:
+        settings.workers = args.workers
+    return settings
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        engine = settings_from(args).build_engine()
+    except (StepkeeperError, ValueError) as exc:
+        print(f"stepkeeper: {exc}", file=sys.stderr)
+        return 2
+    command: Callable[[Engine, argparse.Namespace], Awaitable[int]] = COMMANDS[args.command]
+    try:
+        return asyncio.run(command(engine, args))
+    except StepkeeperError as exc:
+        print(f"stepkeeper: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+async def _demo(engine: Engine, _args: argparse.Namespace) -> int:
+    async with engine:
+        return await run_demo(engine)
+
+
+async def _worker(engine: Engine, _args: argparse.Namespace) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    async with engine:
+        log.info("worker %s running on %s", engine.rt.owner, engine.store.url)  # type: ignore[attr-defined]
+        await stop.wait()
+    return 0
+
+
+async def _skills(engine: Engine, _args: argparse.Namespace) -> int:
+    try:
+        await engine.migrate()
+        for skill in await engine.list_skills():
+            print(f"{skill.name:<32} v{skill.latest_version:<4} {iso(skill.updated_at)}  {skill.description}")
+    finally:
+        await engine.close()
+    return 0
+
+
+async def _runs(engine: Engine, args: argparse.Namespace) -> int:
+    try:
+        await engine.migrate()
+        page = await engine.list_runs(function=args.function, status=args.status, limit=args.limit)
+        for run in page.runs:
+            print(f"{run.id}  {run.function:<24} v{run.version:<3} {run.status:<10} {iso(run.created_at)}")
+    finally:
+        await engine.close()
+    return 0
+
+
+async def _trace(engine: Engine, args: argparse.Namespace) -> int:
+    try:
+        await engine.migrate()
+        trace: dict[str, Any] = await engine.get_run_trace(args.run_id)
+        print(json.dumps(trace, indent=2))
+    finally:
+        await engine.close()
+    return 0
+
+
+COMMANDS: dict[str, Callable[[Engine, argparse.Namespace], Awaitable[int]]] = {
+    "demo": _demo,
+    "worker": _worker,
+    "skills": _skills,
+    "runs": _runs,
+    "trace": _trace,
+}

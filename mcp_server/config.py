@@ -1,0 +1,52 @@
+"""Configuration: one name per setting, from the environment, each with a CLI flag of the same meaning."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from engine import Engine, SqlStore
+
+SECRET_PREFIX = "STEPKEEPER_SECRET_"
+
+
+@dataclass
+class Settings:
+    home: Path = field(default_factory=lambda: Path("~/.stepkeeper").expanduser())
+    database_url: str | None = None
+    http_allow: list[str] = field(default_factory=list)
+    secrets: dict[str, str] = field(default_factory=dict)
+    workers: int = max(2, os.cpu_count() or 2)
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> Settings:
+        env = dict(os.environ if env is None else env)
+        settings = cls()
+        if env.get("STEPKEEPER_HOME"):
+            settings.home = Path(env["STEPKEEPER_HOME"]).expanduser()
+        settings.database_url = env.get("STEPKEEPER_DATABASE_URL") or None
+        settings.http_allow = _split(env.get("STEPKEEPER_HTTP_ALLOW", ""))
+        settings.secrets = {
+            name[len(SECRET_PREFIX) :]: value for name, value in env.items() if name.startswith(SECRET_PREFIX)
+        }
+        if env.get("STEPKEEPER_WORKERS"):
+            settings.workers = int(env["STEPKEEPER_WORKERS"])
+        return settings
+
+    @property
+    def url(self) -> str:
+        return self.database_url or f"sqlite:///{self.home / 'stepkeeper.db'}"
+
+    def build_engine(self) -> Engine:
+        # Activations are threads blocked on I/O most of the time: allow several per worker.
+        return Engine(
+            SqlStore(self.url),
+            concurrency=max(4, self.workers * 8),
+            http_allow=self.http_allow,
+            secrets=self.secrets,
+        )
+
+
+def _split(value: str) -> list[str]:
+    return [item.strip() for item in value.split(",") if item.strip()]

@@ -21,7 +21,9 @@ log = logging.getLogger("stepkeeper")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="stepkeeper", description="A durable orchestrator for agent skills.")
+    parser = argparse.ArgumentParser(
+        prog="stepkeeper", description="A durable orchestrator for agent skills."
+    )
     parser.add_argument("--home", help="where the embedded database lives (STEPKEEPER_HOME)")
     parser.add_argument("--database-url", help="sqlite:///path (STEPKEEPER_DATABASE_URL)")
     parser.add_argument("--http-allow", help="hosts skills may call, comma-separated (STEPKEEPER_HTTP_ALLOW)")

@@ -12,30 +12,30 @@ from typing import Any, TextIO
 
 from engine import Engine, SkillNotFound
 
-HEALTH_CHECK = '''
+HEALTH_CHECK = """
 def handler(ctx, step):
     metrics = step.run("fetch-metrics", lambda: {"api": {"error_rate": 0.07}, "db": {"error_rate": 0.001}})
     step.sleep("settle", "1s")
-    degraded = step.run("assess", lambda: [name for name, m in sorted(metrics.items()) if m["error_rate"] > 0.05])
+    degraded = step.run("assess", lambda: [n for n, m in sorted(metrics.items()) if m["error_rate"] > 0.05])
     ctx.log.info("degraded services: " + ", ".join(degraded))
     if degraded:
         triage = step.invoke("triage", function="incident-triage", data={"services": degraded})
         return {"status": "degraded", "triage": triage}
     return {"status": "normal"}
-'''
+"""
 
-INCIDENT_TRIAGE = '''
+INCIDENT_TRIAGE = """
 def handler(ctx, step):
     services = ctx.event["data"]["services"]
     summary = step.run("correlate", lambda: {"likely_cause": "deploy of " + services[0], "severity": "high"})
     step.send_event("announce", "incident.triaged", {"services": services, "summary": summary})
     return summary
-'''
+"""
 
-NOTIFIER = '''
+NOTIFIER = """
 def handler(ctx, step):
     return step.run("post-summary", lambda: "posted: " + ctx.event["data"]["summary"]["likely_cause"])
-'''
+"""
 
 SKILLS = {
     "infra-health-check": (HEALTH_CHECK, []),
@@ -62,7 +62,9 @@ async def run_demo(engine: Engine, out: TextIO = sys.stdout) -> int:
     page = await engine.list_runs(function="notify-oncall", limit=1)
     if page.runs:
         notified = await engine.wait_for_run(page.runs[0].id, timeout=10)
-        out.write(f"\nnotify-oncall (started by event incident.triaged): {notified.status} -> {notified.output}\n")
+        out.write(
+            f"\nnotify-oncall (started by event incident.triaged): {notified.status} -> {notified.output}\n"
+        )
     out.write(f"\nrun {run.id}: {run.status}; database: {engine.store.url}\n")  # type: ignore[attr-defined]
     return 0 if run.status == "completed" else 1
 

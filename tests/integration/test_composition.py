@@ -75,7 +75,9 @@ def handler(ctx, step):
 async def test_child_of_a_waiting_parent_is_visible_while_it_runs(engine: Engine) -> None:
     slow = 'def handler(ctx, step):\n    step.sleep("s", "300ms")\n    return "slow done"\n'
     await engine.create_skill("slow", slow)
-    await engine.create_skill("boss", 'def handler(ctx, step):\n    return step.invoke("c", function="slow")\n')
+    await engine.create_skill(
+        "boss", 'def handler(ctx, step):\n    return step.invoke("c", function="slow")\n'
+    )
     run = await engine.invoke("boss")
     waiting = await wait_status(engine, run.id, "waiting")
     assert waiting.status == "waiting"

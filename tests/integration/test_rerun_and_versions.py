@@ -49,7 +49,7 @@ async def test_rerun_of_an_unknown_step_is_refused(engine: Engine, recorder: Rec
     before = await engine.counts()
     try:
         await engine.rerun(run.id, from_step="nope")
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         assert "has no step 'nope'" in str(exc)
     else:
         raise AssertionError("expected a refusal")

@@ -47,7 +47,9 @@ async def test_a_failing_step_is_retried_with_exponential_backoff(
     assert "upstream said 500" in span["attempts"][0]["error"]["message"]
 
 
-async def test_exhausted_retries_raise_step_error_into_the_handler(engine: Engine, recorder: Recorder) -> None:
+async def test_exhausted_retries_raise_step_error_into_the_handler(
+    engine: Engine, recorder: Recorder
+) -> None:
     recorder.scripts["/flaky"] = [500] * 10
     code = FLAKY.replace("BASE", recorder.base).replace(
         '    return step.run("call", call)',
@@ -73,12 +75,14 @@ def fail():
     run = await engine.invoke("strict", wait=True, timeout=10)
     assert run.status == "failed"
     assert run.error == {"type": "StepError", "message": "bad data: not worth retrying"}
-    [check, refuse] = (await engine.get_run_trace(run.id))["spans"]
+    [_check, refuse] = (await engine.get_run_trace(run.id))["spans"]
     assert refuse["status"] == "failed" and len(refuse["attempts"]) == 1
     assert recorder.count("/check") == 1
 
 
-async def test_retry_after_error_sets_the_next_attempt_time(manual_engine: Engine, clock: ManualClock) -> None:
+async def test_retry_after_error_sets_the_next_attempt_time(
+    manual_engine: Engine, clock: ManualClock
+) -> None:
     code = """
 def handler(ctx, step):
     return step.run("limited", lambda: attempt(ctx))

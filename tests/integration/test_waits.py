@@ -17,7 +17,9 @@ def handler(ctx, step):
 
 
 async def test_sleep_holds_no_process_and_wakes_on_time(manual_engine: Engine, clock: ManualClock) -> None:
-    await manual_engine.create_skill("napper", 'def handler(ctx, step):\n    step.sleep("nap", "2h")\n    return 1\n')
+    await manual_engine.create_skill(
+        "napper", 'def handler(ctx, step):\n    step.sleep("nap", "2h")\n    return 1\n'
+    )
     run = await manual_engine.invoke("napper")
     sleeping = await wait_status(manual_engine, run.id, "sleeping")
     assert sleeping.lease_owner is None  # no engine holds it while it sleeps

@@ -1,0 +1,275 @@
+"""What every store must do: the engine relies on each of these behaviours."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+import pytest
+
+from engine.errors import InvalidInput, SkillExists, SkillNotFound
+from engine.ids import new_id
+from engine.records import Event, LogLine, Run, SkillVersion, Step, StepCommit, StepResolution
+from engine.store import Store
+
+NOW = 1_800_000_000.0
+
+
+def version(name: str = "s", triggers: list | None = None) -> SkillVersion:
+    return SkillVersion(name, 0, "def handler(ctx, step):\n    pass\n", "", triggers or [], {}, False, NOW)
+
+
+def run(status: str = "queued", wake_at: float | None = NOW, **fields: object) -> Run:
+    return Run(
+        id=new_id("run"),
+        function="s",
+        version=1,
+        trigger="invoke",
+        status=status,
+        event={"name": "e", "data": {}},
+        created_at=fields.pop("created_at", NOW),  # type: ignore[arg-type]
+        updated_at=NOW,
+        wake_at=wake_at,
+        **fields,  # type: ignore[arg-type]
+    )
+
+
+def step(run_id: str, key: str, status: str = "completed", seq: int = 0, **fields: object) -> Step:
+    return Step(
+        run_id=run_id,
+        key=key,
+        step_id=key,
+        op=str(fields.pop("op", "run")),
+        seq=seq,
+        status=status,
+        created_at=NOW,
+        **fields,
+    )  # type: ignore[arg-type]
+
+
+def claimed(store: Store, owner: str = "me", now: float = NOW) -> Run:
+    [one] = store.claim_due_runs(owner, now, now + 30, 10)
+    return one
+
+
+# skills ------------------------------------------------------------------------------------
+
+
+def test_skill_versions_are_numbered_and_immutable(store: Store) -> None:
+    assert store.add_skill_version(version(), new_skill=True).version == 1
+    assert store.add_skill_version(version(), new_skill=False).version == 2
+    assert [v.version for v in store.list_skill_versions("s")] == [1, 2]
+    assert store.get_skill("s").latest_version == 2
+    with pytest.raises(SkillExists):
+        store.add_skill_version(version(), new_skill=True)
+    with pytest.raises(SkillNotFound):
+        store.add_skill_version(version("other"), new_skill=False)
+
+
+def test_deleted_skill_keeps_versions_and_numbering(store: Store) -> None:
+    store.add_skill_version(version(triggers=[{"event": "e"}]), new_skill=True)
+    assert store.delete_skill("s", NOW) is True
+    assert store.delete_skill("s", NOW) is False
+    assert store.get_skill("s") is None and store.live_skill_versions() == []
+    assert store.get_skill_version("s", 1) is not None
+    assert store.add_skill_version(version(), new_skill=True).version == 2
+
+
+# events ------------------------------------------------------------------------------------
+
+
+def test_duplicate_event_ids_are_not_inserted(store: Store) -> None:
+    event = Event("e1", "ping", {"a": 1}, NOW, NOW)
+    assert store.append_events([event, Event("e2", "ping", {}, NOW, NOW)]) == [True, True]
+    assert store.append_events([Event("e1", "ping", {"a": 2}, NOW, NOW)]) == [False]
+    assert store.get_events(["e1"])[0].data == {"a": 1}
+    assert [e.id for e in store.pending_events(10)] == ["e1", "e2"]
+
+
+def test_an_event_is_applied_exactly_once(store_factory: Callable[[], Store]) -> None:
+    first, second = store_factory(), store_factory()
+    first.append_events([Event("e1", "ping", {}, NOW, NOW)])
+    results: list[bool] = []
+    barrier = threading.Barrier(2)
+
+    def apply(store: Store) -> None:
+        barrier.wait()
+        results.append(store.apply_event("e1", NOW, [run(event_id="e1")], []))
+
+    threads = [threading.Thread(target=apply, args=(s,)) for s in (first, second)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(results) == [False, True]
+    assert len(first.runs_for_event("e1")) == 1
+    assert first.pending_events(10) == []
+
+
+def test_waits_are_found_by_event_name_and_resolved_once(store: Store) -> None:
+    waiting = run(status="waiting", wake_at=None)
+    store.create_runs(
+        [waiting], [step(waiting.id, "w", "waiting", op="wait_for_event", wait_event="go", wait_if="true")]
+    )
+    [wait] = store.waits_for({"go", "other"})
+    assert (wait.run_id, wait.key, wait.condition) == (waiting.id, "w", "true")
+    store.append_events([Event("e1", "go", {}, NOW, NOW), Event("e2", "go", {}, NOW, NOW)])
+    resolution = StepResolution(waiting.id, "w", "completed", output={"name": "go"})
+    assert store.apply_event("e1", NOW, [], [resolution])
+    store.apply_event("e2", NOW + 1, [], [StepResolution(waiting.id, "w", "completed", output="second")])
+    [resolved] = store.load_steps(waiting.id)
+    assert resolved.status == "completed" and resolved.output == {"name": "go"}
+    assert store.get_run(waiting.id).status == "queued"
+    assert store.waits_for({"go"}) == []
+
+
+# runs --------------------------------------------------------------------------------------
+
+
+def test_claims_take_due_runs_in_wake_order_only(store: Store) -> None:
+    late, early, future = run(wake_at=NOW - 1), run(wake_at=NOW - 5), run(wake_at=NOW + 60)
+    store.create_runs([late, early, future])
+    got = store.claim_due_runs("me", NOW, NOW + 30, 10)
+    assert [r.id for r in got] == [early.id, late.id]
+    assert all(r.status == "running" and r.lease_owner == "me" for r in got)
+    assert store.claim_due_runs("other", NOW, NOW + 30, 10) == []
+    assert store.next_wake_at() == NOW + 60
+
+
+def test_concurrent_claimants_never_share_a_run(store_factory: Callable[[], Store]) -> None:
+    stores = [store_factory() for _ in range(4)]
+    stores[0].create_runs([run() for _ in range(200)])
+    taken: dict[str, list[str]] = {}
+    barrier = threading.Barrier(len(stores))
+
+    def claim(index: int, store: Store) -> None:
+        barrier.wait()
+        owner = f"owner-{index}"
+        taken[owner] = []
+        while batch := store.claim_due_runs(owner, NOW, NOW + 30, 7):
+            taken[owner].extend(r.id for r in batch)
+
+    threads = [threading.Thread(target=claim, args=pair) for pair in enumerate(stores)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    everything = [run_id for ids in taken.values() for run_id in ids]
+    assert len(everything) == 200 == len(set(everything))
+
+
+def test_step_commits_need_the_lease(store: Store) -> None:
+    store.create_runs([run()])
+    mine = claimed(store)
+    assert store.commit_step("me", StepCommit(mine.id, step(mine.id, "a", output=1)), NOW)
+    assert not store.commit_step("thief", StepCommit(mine.id, step(mine.id, "b")), NOW)
+    assert [s.key for s in store.load_steps(mine.id)] == ["a"]
+    assert store.load_steps(mine.id)[0].output == 1
+
+
+def test_a_step_commit_is_atomic_with_its_events_runs_and_suspension(store: Store) -> None:
+    store.create_runs([run()])
+    mine = claimed(store)
+    child = run(parent_run_id=mine.id, parent_step_key="c")
+    commit = StepCommit(
+        mine.id,
+        step(mine.id, "c", "waiting", op="invoke", child_run_id=child.id),
+        new_events=[Event("sent-1", "x", {}, NOW, NOW)],
+        new_runs=[child],
+        suspend=("waiting", None),
+    )
+    assert store.commit_step("me", commit, NOW)
+    parent = store.get_run(mine.id)
+    assert parent.status == "waiting" and parent.lease_owner is None
+    assert store.children(mine.id)[0].id == child.id
+    assert store.get_events(["sent-1"])[0].name == "x"
+
+
+def test_finishing_a_child_resolves_the_parent_step(store: Store) -> None:
+    parent = run(status="waiting", wake_at=None)
+    child = run(parent_run_id=parent.id, parent_step_key="c")
+    store.create_runs([parent, child], [step(parent.id, "c", "waiting", op="invoke", child_run_id=child.id)])
+    mine = claimed(store)
+    assert mine.id == child.id
+    resolution = StepResolution(parent.id, "c", "completed", output=42)
+    assert store.finish_run(child.id, "me", "completed", NOW, output={"r": 42}, resolution=resolution)
+    assert store.get_run(child.id).output == {"r": 42}
+    assert store.load_steps(parent.id)[0].output == 42
+    assert store.get_run(parent.id).status == "queued"
+    assert not store.finish_run(child.id, "me", "failed", NOW)  # already final
+
+
+def test_cancel_touches_only_live_runs(store: Store) -> None:
+    live, done = run(), run(status="completed", wake_at=None)
+    store.create_runs([live, done])
+    assert store.cancel_runs([live.id, done.id], "stop", NOW, None) == [live.id]
+    assert store.get_run(live.id).status == "cancelled"
+    assert store.get_run(done.id).status == "completed"
+
+
+def test_due_sleeps_end_and_waits_time_out(store: Store) -> None:
+    sleeping = run(status="sleeping", wake_at=NOW)
+    store.create_runs(
+        [sleeping],
+        [
+            step(sleeping.id, "nap", "sleeping", 0, op="sleep", wake_at=NOW - 1),
+            step(sleeping.id, "w", "waiting", 1, op="wait_for_event", wait_event="e", wake_at=NOW - 1),
+            step(sleeping.id, "i", "waiting", 2, op="invoke", wake_at=NOW - 1),
+            step(sleeping.id, "later", "sleeping", 3, op="sleep", wake_at=NOW + 100),
+        ],
+    )
+    assert store.resolve_due_steps(sleeping.id, NOW) == 3
+    states = {s.key: (s.status, s.output, (s.error or {}).get("type")) for s in store.load_steps(sleeping.id)}
+    assert states == {
+        "nap": ("completed", None, None),
+        "w": ("completed", None, None),
+        "i": ("failed", None, "TimeoutError"),
+        "later": ("sleeping", None, None),
+    }
+
+
+def test_expired_and_dead_owner_leases_are_released(store: Store) -> None:
+    store.create_runs([run(), run()])
+    store.claim_due_runs("a", NOW, NOW + 10, 1)
+    store.claim_due_runs("b", NOW, NOW + 100, 1)
+    assert sorted(store.lease_owners()) == ["a", "b"]
+    assert store.extend_leases("a", NOW + 20) == 1
+    assert store.release_leases(NOW + 50, expired_before=NOW + 50) == 1
+    assert store.release_leases(NOW + 50, owner="b") == 1
+    assert store.lease_owners() == []
+    assert len(store.claim_due_runs("c", NOW + 50, NOW + 80, 10)) == 2
+
+
+def test_requeue_and_suspend_give_the_run_back(store: Store) -> None:
+    store.create_runs([run()])
+    mine = claimed(store)
+    assert store.requeue_run(mine.id, "me", NOW + 5, 1, NOW)
+    again = store.get_run(mine.id)
+    assert (again.status, again.wake_at, again.attempt, again.lease_owner) == ("queued", NOW + 5, 1, None)
+    assert not store.suspend_run(mine.id, "me", "sleeping", NOW + 9, NOW)  # not ours any more
+
+
+def test_list_runs_filters_and_pages_newest_first(store: Store) -> None:
+    runs = [run(created_at=NOW + i) for i in range(7)]
+    runs.append(run(status="completed", wake_at=None, created_at=NOW + 100))
+    store.create_runs(runs)
+    page = store.list_runs(limit=3)
+    assert [r.created_at for r in page.runs] == [NOW + 100, NOW + 6, NOW + 5]
+    seen = [r.id for r in page.runs]
+    while page.next_cursor:
+        page = store.list_runs(limit=3, cursor=page.next_cursor)
+        seen.extend(r.id for r in page.runs)
+    assert len(seen) == 8 == len(set(seen))
+    assert [r.status for r in store.list_runs(status="completed").runs] == ["completed"]
+    assert len(store.list_runs(since=NOW + 3, until=NOW + 6).runs) == 3
+    assert store.list_runs(function="nobody").runs == []
+    with pytest.raises(InvalidInput):
+        store.list_runs(cursor="not-a-cursor")
+
+
+def test_logs_are_kept_in_order(store: Store) -> None:
+    store.create_runs([run()])
+    store.append_logs([LogLine("r1", NOW, "info", "one"), LogLine("r1", NOW, "error", "two")])
+    store.append_logs([LogLine("r1", NOW, "info", "three")])
+    store.create_runs([run()])  # a later write: earlier queued logs are committed before it
+    assert [line.message for line in store.load_logs("r1")] == ["one", "two", "three"]

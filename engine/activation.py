@@ -312,6 +312,7 @@ class ActivationHost:
 
     def _commit(self, commit: StepCommit) -> p.Message | None:
         """Commit; None when stored, ABORT when the run is no longer ours."""
+        commit.replaces = commit.step is not None and commit.step.key in self.steps
         if not self.rt.store.commit_step(self.rt.owner, commit, self.rt.clock.now()):
             self.lost = True
             return ABORT

@@ -11,7 +11,7 @@ from engine.activation import ActivationHost
 from engine.errors import InvalidInput
 from engine.ids import new_id
 from engine.jsonutil import encode_limited
-from engine.records import Run, StepResolution
+from engine.records import PENDING_STEP, Run, SkillVersion, StepResolution
 from engine.retry import RetryPolicy
 from engine.runtime import Runtime
 from sandbox.errors import CompileError
@@ -25,6 +25,7 @@ class Executor:
         self.rt = rt
         self.runner = runner
         self._prepared: dict[tuple[str, int], PreparedSkill] = {}
+        self._versions: dict[tuple[str, int], SkillVersion] = {}
         self._lock = threading.Lock()
 
     def prepared(self, name: str, version: int, source: str) -> PreparedSkill:
@@ -36,11 +37,25 @@ class Executor:
                 self._prepared[(name, version)] = skill
         return skill
 
+    def _version(self, name: str, number: int) -> SkillVersion | None:
+        key = (name, number)
+        with self._lock:
+            found = self._versions.get(key)
+        if found is None:
+            found = self.rt.store.get_skill_version(name, number)
+            if found is not None:  # versions are immutable, so they can be kept
+                with self._lock:
+                    self._versions[key] = found
+        return found
+
     def execute(self, run: Run) -> None:
         """Run one activation of a run this engine has claimed. Never raises for skill errors."""
         store, now = self.rt.store, self.rt.clock.now()
-        store.resolve_due_steps(run.id, now)
-        version = store.get_skill_version(run.function, run.version)
+        steps = store.load_steps(run.id)
+        if any(s.status in PENDING_STEP and s.wake_at is not None and s.wake_at <= now for s in steps):
+            store.resolve_due_steps(run.id, now)
+            steps = store.load_steps(run.id)
+        version = self._version(run.function, run.version)
         if version is None:
             self._finish(
                 run,
@@ -57,7 +72,6 @@ class Executor:
             self._finish(run, "failed", error={"type": "CompileError", "message": str(exc)})
             return
         policy = RetryPolicy.from_config(version.config)
-        steps = store.load_steps(run.id)
         failed: dict[str, int] = {}
         for attempt in store.load_attempts(run.id):
             failed[attempt.key] = max(failed.get(attempt.key, 0), attempt.attempt)

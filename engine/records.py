@@ -8,6 +8,7 @@ from typing import Any
 FINAL_STATUSES = frozenset({"completed", "failed", "cancelled"})
 RUN_STATUSES = frozenset({"queued", "running", "sleeping", "waiting"}) | FINAL_STATUSES
 STEP_DONE = frozenset({"completed", "failed"})
+PENDING_STEP = ("sleeping", "waiting")
 
 
 @dataclass(frozen=True)
@@ -147,6 +148,7 @@ class StepCommit:
     new_events: list[Event] = field(default_factory=list)
     new_runs: list[Run] = field(default_factory=list)
     suspend: tuple[str, float | None] | None = None  # (status, wake_at): the run stops here
+    replaces: bool = False  # the step row exists (a pending step): update it in place
 
 
 @dataclass(frozen=True)

@@ -11,15 +11,15 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import and_, create_engine, event, func, insert, or_, select, update
+from sqlalchemy import and_, bindparam, create_engine, event, exists, func, insert, or_, select, update
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import IntegrityError
 
 from engine import migrate
 from engine.errors import InvalidInput, SkillExists, SkillNotFound
 from engine.jsonutil import dumps, loads
 from engine.records import (
     FINAL_STATUSES,
+    PENDING_STEP,
     Attempt,
     Event,
     LogLine,
@@ -72,20 +72,22 @@ schedules = ScheduleRow.__table__
 
 ALL_TABLES = (skills, versions, events, runs, steps, attempts, run_logs, schedules)
 WAKEABLE = ("queued", "sleeping", "waiting")
-PENDING_STEP = ("sleeping", "waiting")
 BUSY_TIMEOUT_MS = 10_000
 
 
-def _sqlite_engine(url: str) -> Engine:
+def _sqlite_engine(url: str, *, writer: bool) -> Engine:
+    """An engine for the writer (BEGIN IMMEDIATE) or for readers (autocommit snapshots)."""
     path = url.split("///", 1)[1] if "///" in url else ""
     if path and path != ":memory:":
         Path(path).expanduser().parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+    pool = {"pool_size": 1, "max_overflow": 2} if writer else {"pool_size": 16, "max_overflow": 64}
+    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, **pool)
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        # Take transaction control from the driver so that BEGIN IMMEDIATE takes the write lock
-        # up front (no deadlock-prone lock upgrades) and savepoints work.
+        # Take transaction control from the driver: writers then BEGIN IMMEDIATE (the write lock
+        # up front, no deadlock-prone lock upgrades, working savepoints); readers run each
+        # statement on its own WAL snapshot and never take the write lock.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
@@ -94,9 +96,11 @@ def _sqlite_engine(url: str) -> Engine:
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
 
-    @event.listens_for(engine, "begin")
-    def _on_begin(connection: Connection) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+    if writer:
+
+        @event.listens_for(engine, "begin")
+        def _on_begin(connection: Connection) -> None:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
 
@@ -108,21 +112,23 @@ class SqlStore:
         if not url.startswith("sqlite"):
             raise InvalidInput(f"unsupported database URL {url!r}: this build speaks sqlite:///")
         self.url = url
-        self._engine = _sqlite_engine(url)
+        self._engine = _sqlite_engine(url, writer=False)
+        self._write_engine = _sqlite_engine(url, writer=True)
         self._writer: StoreWriter | None = None
 
     # lifecycle ---------------------------------------------------------------------------
 
     @property
     def sa_engine(self) -> Engine:
-        return self._engine
+        """The engine that writes (for migrations and tools); the store's own reads use another."""
+        return self._write_engine
 
     def migrate(self) -> None:
-        migrate.upgrade(self._engine)
+        migrate.upgrade(self._write_engine)
 
     def _write(self) -> StoreWriter:
         if self._writer is None:
-            self._writer = StoreWriter(self._engine)
+            self._writer = StoreWriter(self._write_engine)
         return self._writer
 
     def close(self) -> None:
@@ -130,6 +136,7 @@ class SqlStore:
             self._writer.close()
             self._writer = None
         self._engine.dispose()
+        self._write_engine.dispose()
 
     def _read(self, statement: Any) -> list[Any]:
         with self._engine.connect() as connection:
@@ -404,10 +411,14 @@ class SqlStore:
 
     def commit_step(self, owner: str, commit: StepCommit, now: float) -> bool:
         def write(connection: Connection) -> bool:
-            if not _owns(connection, commit.run_id, owner):
+            plain_insert = commit.step is not None and not commit.replaces
+            if plain_insert:  # the common case: one statement that checks the lease and inserts
+                if not _insert_step_if_owned(connection, commit.step, owner):
+                    return False
+            elif not _owns(connection, commit.run_id, owner):
                 return False
-            if commit.step is not None:
-                _upsert_step(connection, commit.step)
+            if commit.step is not None and not plain_insert:
+                _write_step(connection, commit.step, replaces=True)
             if commit.failed_attempt is not None:
                 connection.execute(insert(attempts).values(attempt_to_row(commit.failed_attempt)))
             for item in commit.new_events:
@@ -582,29 +593,64 @@ def _insert_runs(connection: Connection, new_runs: list[Run]) -> None:
         connection.execute(insert(runs), [run_to_row(run) for run in new_runs])
 
 
+# Hot-path statements are built once with bind parameters, so SQLAlchemy compiles each once.
+_OWNER_OF = select(runs.c.status, runs.c.lease_owner).where(runs.c.id == bindparam("run_id"))
+_INSERT_STEP = insert(steps)
+_STEP_VALUE_COLUMNS = [c.name for c in steps.columns if c.name not in ("run_id", "key")]
+_UPDATE_STEP = (
+    update(steps)
+    .where(steps.c.run_id == bindparam("where_run_id"), steps.c.key == bindparam("where_key"))
+    .values({name: bindparam(name) for name in _STEP_VALUE_COLUMNS})
+)
+_RELEASE = (
+    update(runs)
+    .where(runs.c.id == bindparam("run_id"))
+    .values(
+        status=bindparam("status"),
+        wake_at=bindparam("wake_at"),
+        lease_owner=None,
+        lease_expires_at=None,
+        updated_at=bindparam("now"),
+    )
+)
+
+
+_STEP_COLUMNS = [c.name for c in steps.columns]
+_INSERT_STEP_IF_OWNED = insert(steps).from_select(
+    _STEP_COLUMNS,
+    select(*[bindparam(name, type_=steps.c[name].type) for name in _STEP_COLUMNS]).where(
+        exists().where(
+            runs.c.id == bindparam("run_id"),
+            runs.c.status == "running",
+            runs.c.lease_owner == bindparam("owner"),
+        )
+    ),
+)
+
+
+def _insert_step_if_owned(connection: Connection, step: Step, owner: str) -> bool:
+    row = step_to_row(step)
+    row["owner"] = owner
+    return connection.execute(_INSERT_STEP_IF_OWNED, row).rowcount == 1
+
+
 def _owns(connection: Connection, run_id: str, owner: str) -> bool:
-    row = connection.execute(select(runs.c.status, runs.c.lease_owner).where(runs.c.id == run_id)).first()
+    row = connection.execute(_OWNER_OF, {"run_id": run_id}).first()
     return row is not None and row[0] == "running" and row[1] == owner
 
 
 def _release(connection: Connection, run_id: str, *, status: str, wake_at: float | None, now: float) -> None:
-    connection.execute(
-        update(runs)
-        .where(runs.c.id == run_id)
-        .values(status=status, wake_at=wake_at, lease_owner=None, lease_expires_at=None, updated_at=now)
-    )
+    connection.execute(_RELEASE, {"run_id": run_id, "status": status, "wake_at": wake_at, "now": now})
 
 
-def _upsert_step(connection: Connection, step: Step) -> None:
+def _write_step(connection: Connection, step: Step, *, replaces: bool) -> None:
     row = step_to_row(step)
-    try:
-        with connection.begin_nested():
-            connection.execute(insert(steps).values(row))
-    except IntegrityError:
-        key = {"run_id": row.pop("run_id"), "key": row.pop("key")}
-        connection.execute(
-            update(steps).where(steps.c.run_id == key["run_id"], steps.c.key == key["key"]).values(row)
-        )
+    if replaces:  # a pending step (sleep, wait, invoke) that now ends or is re-recorded
+        row["where_run_id"], row["where_key"] = row.pop("run_id"), row.pop("key")
+        if connection.execute(_UPDATE_STEP, row).rowcount == 1:
+            return
+        row["run_id"], row["key"] = row.pop("where_run_id"), row.pop("where_key")
+    connection.execute(_INSERT_STEP, row)
 
 
 def _resolve_step(connection: Connection, resolution: StepResolution, now: float) -> None:

@@ -24,6 +24,7 @@ from engine.jsonutil import encode_limited
 from engine.records import (
     FINAL_STATUSES,
     RUN_STATUSES,
+    STEP_DONE,
     Event,
     Run,
     RunPage,
@@ -460,7 +461,7 @@ class Engine:
         return [
             Step(**{**step.__dict__, "run_id": new_run_id})
             for step in steps
-            if step.seq < target.seq and step.status in ("completed", "failed") and step.op not in ("invoke",)
+            if step.seq < target.seq and step.status in STEP_DONE
         ]
 
     async def counts(self) -> dict[str, int]:

@@ -129,22 +129,28 @@ def _entry_points(tree: ast.Module) -> set[str]:
 
 def _warnings(tree: ast.Module) -> list[str]:
     """Mistakes that compile but break durable semantics, said so an agent can fix them."""
-    found = []
+    found: list[tuple[int, str]] = []
     for function in tree.body:
         if not isinstance(function, ast.FunctionDef):
             continue
         for node in _outside_nested_functions(function):
             if _is_call_on(node, "http"):
                 found.append(
-                    f"line {node.lineno}: http call outside step.run in '{function.name}': it would "
-                    "run again on every replay and is refused; wrap it in step.run"
+                    (
+                        node.lineno,
+                        f"line {node.lineno}: http call outside step.run in '{function.name}': it would "
+                        "run again on every replay and is refused; wrap it in step.run",
+                    )
                 )
             if _is_call_on(node, "datetime", ("now", "utcnow", "today")):
                 found.append(
-                    f"line {node.lineno}: reading the clock outside a step in '{function.name}' "
-                    "changes on replay; use step.now(id)"
+                    (
+                        node.lineno,
+                        f"line {node.lineno}: reading the clock outside a step in '{function.name}' "
+                        "changes on replay; use step.now(id)",
+                    )
                 )
-    return found
+    return [text for _, text in sorted(found)]
 
 
 def _outside_nested_functions(function: ast.FunctionDef) -> list[ast.AST]:

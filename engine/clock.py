@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import threading
 import time
 from typing import Protocol
@@ -24,8 +23,13 @@ class SystemClock:
     async def wait(self, event: asyncio.Event, timeout: float | None) -> None:
         if timeout is not None and timeout <= 0:
             return
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(event.wait(), timeout)
+        # asyncio.wait, not wait_for: on Python 3.11 wait_for can swallow a cancellation that
+        # arrives as the event is set, which would keep a stopping scheduler alive.
+        waiter = asyncio.ensure_future(event.wait())
+        try:
+            await asyncio.wait([waiter], timeout=timeout)
+        finally:
+            waiter.cancel()
 
 
 class ManualClock:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 from collections.abc import Callable
@@ -52,6 +51,7 @@ from sandbox.runner import SkillRunner
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 RESULT_POLL_SECONDS = 0.25
+REAL_TIME = SystemClock()  # callers wait in real seconds, whatever clock the engine runs on
 DEFAULT_CONCURRENCY = 32
 
 
@@ -352,8 +352,7 @@ class Engine:
                 remaining = deadline - loop.time()
                 if run.status in FINAL_STATUSES or remaining <= 0:
                     return run
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(signal.wait(), min(remaining, RESULT_POLL_SECONDS))
+                await REAL_TIME.wait(signal, min(remaining, RESULT_POLL_SECONDS))
         finally:
             if self.scheduler is not None:
                 self.scheduler.forget(signal)

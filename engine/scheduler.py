@@ -72,6 +72,7 @@ class Scheduler:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._finished_listeners: list[asyncio.Event] = []
+        self._stopping = False
 
     # thread-safe signals -------------------------------------------------------------------
 
@@ -104,11 +105,12 @@ class Scheduler:
         ]
 
     async def stop(self, grace_seconds: float = 10.0) -> None:
+        self._stopping = True
+        self._wake.set()
         for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            while not task.done():  # cancel until it takes: a cancellation can race a wake-up
+                task.cancel()
+                await asyncio.wait([task], timeout=0.1)
         self._tasks = []
         if self._active:
             await asyncio.wait(list(self._active.values()), timeout=grace_seconds)
@@ -123,7 +125,7 @@ class Scheduler:
     # loops ---------------------------------------------------------------------------------
 
     async def _claim_loop(self) -> None:
-        while True:
+        while not self._stopping:
             try:
                 await self._claim_once()
             except StoreUnavailable as exc:
@@ -176,7 +178,7 @@ class Scheduler:
         self._wake.set()
 
     async def _heartbeat_loop(self) -> None:
-        while True:
+        while not self._stopping:
             await asyncio.sleep(self.lease_seconds / 3)
             try:
                 now = self.rt.clock.now()

@@ -15,7 +15,7 @@ import httpx
 
 from engine import limits
 from engine.durations import iso, parse_duration, parse_instant
-from engine.errors import InvalidInput, StepkeeperError
+from engine.errors import InvalidInput, StepkeeperError, StoreUnavailable
 from engine.expressions import compile_expression
 from engine.http_effect import HttpRefused
 from engine.ids import new_id
@@ -49,6 +49,7 @@ class ActivationHost:
         self.started: dict[str, float] = {}
         self.logs_written = 0
         self.lost = False
+        self.store_failed = False
         self._handlers = {
             p.OP_STEP: self._step,
             p.OP_SLEEP: self._sleep,
@@ -81,6 +82,11 @@ class ActivationHost:
             return refuse(f"a run may have at most {limits.MAX_STEPS_PER_RUN} steps")
         try:
             return handler(message)
+        except StoreUnavailable as exc:  # not the skill's fault: end the activation, retry the run
+            log.warning("run %s: store unavailable during %s: %s", self.run.id, message.get("op"), exc)
+            self.store_failed = True
+            self.lost = True
+            return ABORT
         except StepkeeperError as exc:
             return refuse(str(exc))
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from engine import limits
 from engine.activation import ActivationHost
-from engine.errors import InvalidInput
+from engine.errors import InvalidInput, StoreUnavailable
 from engine.ids import new_id
 from engine.jsonutil import encode_limited
 from engine.records import PENDING_STEP, Run, SkillVersion, StepResolution
@@ -18,6 +18,7 @@ from sandbox.errors import CompileError
 from sandbox.runner import PreparedSkill, SkillRunner
 
 log = logging.getLogger(__name__)
+STORE_RETRY_SECONDS = 1.0
 
 
 class Executor:
@@ -77,7 +78,19 @@ class Executor:
             failed[attempt.key] = max(failed.get(attempt.key, 0), attempt.attempt)
         host = ActivationHost(self.rt, run, policy, steps, failed)
         outcome = self.runner.run(skill, self._activation(run, steps, failed), host)
+        if host.store_failed:
+            self._give_back(run)
+            return
         self._conclude(run, policy, outcome, has_on_failure=version.has_on_failure)
+
+    def _give_back(self, run: Run) -> None:
+        """After a store failure, put the run back in the queue; if even that fails, its lease
+        (no longer renewed) expires and another claim recovers it."""
+        now = self.rt.clock.now()
+        try:
+            self.rt.store.requeue_run(run.id, self.rt.owner, now + STORE_RETRY_SECONDS, run.attempt, now)
+        except StoreUnavailable:
+            log.warning("run %s stays leased until its lease expires", run.id)
 
     def _activation(self, run: Run, steps: list[Any], failed: dict[str, int]) -> dict[str, Any]:
         done = {step.key for step in steps}

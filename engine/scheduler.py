@@ -182,7 +182,10 @@ class Scheduler:
             await asyncio.sleep(self.lease_seconds / 3)
             try:
                 now = self.rt.clock.now()
-                await asyncio.to_thread(self.rt.store.extend_leases, self.rt.owner, now + self.lease_seconds)
+                active = list(self._active)
+                await asyncio.to_thread(
+                    self.rt.store.extend_leases, self.rt.owner, now + self.lease_seconds, active
+                )
                 await self._recover()
             except StoreUnavailable as exc:
                 log.warning("heartbeat could not reach the store: %s", exc)

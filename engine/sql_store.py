@@ -369,11 +369,14 @@ class SqlStore:
         rows = self._read(select(func.min(runs.c.wake_at)).where(runs.c.status.in_(WAKEABLE)))
         return rows[0][next(iter(rows[0].keys()))] if rows else None
 
-    def extend_leases(self, owner: str, lease_until: float) -> int:
+    def extend_leases(self, owner: str, lease_until: float, run_ids: list[str]) -> int:
+        if not run_ids:
+            return 0
+
         def write(connection: Connection) -> int:
             result = connection.execute(
                 update(runs)
-                .where(runs.c.lease_owner == owner, runs.c.status == "running")
+                .where(runs.c.id.in_(run_ids), runs.c.lease_owner == owner, runs.c.status == "running")
                 .values(lease_expires_at=lease_until)
             )
             return result.rowcount

@@ -80,7 +80,9 @@ class Store(Protocol):
         """Take up to `limit` runs that are due, in wake-time order; each goes to one owner only."""
 
     def next_wake_at(self) -> float | None: ...
-    def extend_leases(self, owner: str, lease_until: float) -> int: ...
+    def extend_leases(self, owner: str, lease_until: float, run_ids: list[str]) -> int:
+        """Renew the leases of the runs this owner is still working on (and only those)."""
+
     def lease_owners(self) -> list[str]: ...
     def release_leases(
         self, now: float, *, owner: str | None = None, expired_before: float | None = None

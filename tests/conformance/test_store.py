@@ -233,7 +233,8 @@ def test_expired_and_dead_owner_leases_are_released(store: Store) -> None:
     store.claim_due_runs("a", NOW, NOW + 10, 1)
     store.claim_due_runs("b", NOW, NOW + 100, 1)
     assert sorted(store.lease_owners()) == ["a", "b"]
-    assert store.extend_leases("a", NOW + 20) == 1
+    a_run = store.list_runs(status="running").runs
+    assert store.extend_leases("a", NOW + 20, [r.id for r in a_run]) == 1  # only a's run is a's
     assert store.release_leases(NOW + 50, expired_before=NOW + 50) == 1
     assert store.release_leases(NOW + 50, owner="b") == 1
     assert store.lease_owners() == []

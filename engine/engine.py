@@ -15,7 +15,7 @@ from engine import limits
 from engine.clock import Clock, SystemClock
 from engine.durations import parse_instant
 from engine.errors import CompileFailed, InvalidInput, InvalidState, RunNotFound, SkillNotFound
-from engine.event_router import route_pending
+from engine.event_router import ClaimLocally, append_and_route
 from engine.executor import Executor
 from engine.http_effect import HttpEffect
 from engine.ids import new_id
@@ -252,14 +252,40 @@ class Engine:
             raise InvalidInput(f"send 1 to {limits.MAX_EVENTS_PER_SEND} events at a time")
         now = self.clock.now()
         events = [self._event(item, now) for item in items]
-        await self._io(self.store.append_events, events)
-        await self._io(route_pending, self.store, now)
-        if self.scheduler is not None:
-            self.scheduler.wake()
+        started = await self._create_locally(
+            lambda claim: append_and_route(self.store, events, now, claim),
+            lambda done: {run_id for ids in done.values() for run_id in ids},
+        )
         run_ids: list[str] = []
         for event in events:
-            run_ids.extend(await self._io(self.store.runs_for_event, event.id))
+            if event.id in started:
+                run_ids.extend(started[event.id])
+            else:  # a duplicate id, or routed meanwhile by another scheduler: read what it started
+                run_ids.extend(await self._io(self.store.runs_for_event, event.id))
         return SendResult(event_ids=[event.id for event in events], run_ids=run_ids)
+
+    async def _create_locally(
+        self, create: Callable[[ClaimLocally | None], T], stored_ids: Callable[[T], set[str]]
+    ) -> T:
+        """Create runs in the store, claimed by this engine's scheduler when it has room, so
+        they start without waiting for a claim; the others are queued for any engine."""
+        scheduler = self.scheduler
+        if scheduler is None:
+            return await self._io(create, None)
+        claimed: list[Run] = []
+
+        def claim(new_runs: list[Run]) -> None:
+            scheduler.claim_locally(new_runs)
+            claimed.extend(new_runs)
+
+        stored: set[str] = set()
+        try:
+            result = await self._io(create, claim)
+            stored = stored_ids(result)
+            return result
+        finally:
+            scheduler.adopt(claimed, stored)
+            scheduler.wake()
 
     def _event(self, item: Any, now: float) -> Event:
         if not isinstance(item, dict) or "name" not in item or set(item) - {"name", "data", "id", "ts"}:
@@ -310,8 +336,13 @@ class Engine:
             {"id": new_id("evt"), "name": "stepkeeper/invoke", "data": data, "ts": now},
             now,
         )
-        await self._io(self.store.create_runs, [run])
-        self._wake()
+
+        def create(claim: ClaimLocally | None) -> None:
+            if claim is not None:
+                claim([run])
+            self.store.create_runs([run])
+
+        await self._create_locally(create, lambda _: {run.id})
         return await self.wait_for_run(run.id, timeout) if wait else run
 
     def _new_run(

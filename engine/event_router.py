@@ -1,20 +1,24 @@
 """Routes stored events: starts the runs their triggers ask for and ends the waits they match.
 
-Each event is applied in one transaction that also marks it processed, so an event is routed
-exactly once, even with several engines on one database.
+Each event is marked processed in the same transaction that creates its runs, so an event is
+routed exactly once, even with several engines on one database.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from engine.expressions import matches
 from engine.ids import new_id
-from engine.records import Event, Run, SkillVersion, StepResolution
+from engine.records import Event, EventRoute, Run, SkillVersion, StepResolution, Wait
 from engine.store import Store
 
 log = logging.getLogger(__name__)
 ROUTE_BATCH = 200
+
+# Called with the runs about to be created; may mark some as claimed by this engine.
+ClaimLocally = Callable[[list[Run]], None]
 
 
 def runs_for(event: Event, skills: list[SkillVersion], now: float) -> list[Run]:
@@ -41,28 +45,56 @@ def runs_for(event: Event, skills: list[SkillVersion], now: float) -> list[Run]:
     return started
 
 
+def _resolutions(event: Event, waits: list[Wait]) -> list[StepResolution]:
+    payload = event.payload()
+    return [
+        StepResolution(wait.run_id, wait.key, "completed", output=payload)
+        for wait in waits
+        if wait.event_name == event.name
+        and matches(wait.condition, {"event": wait.run_event, "async": payload})
+    ]
+
+
+def plan_routes(store: Store, batch: list[Event], now: float) -> list[EventRoute]:
+    """What each event will do: the runs its triggers start and the waits it ends."""
+    if not batch:
+        return []
+    skills = store.live_skill_versions()
+    waits = store.waits_for({event.name for event in batch})
+    routes = []
+    for event in batch:
+        resolutions = _resolutions(event, waits)
+        ended = {(r.run_id, r.key) for r in resolutions}
+        waits = [w for w in waits if (w.run_id, w.key) not in ended]  # a wait takes one event
+        routes.append(EventRoute(event.id, runs_for(event, skills, now), resolutions))
+    return routes
+
+
+def started_runs(routes: list[EventRoute], applied: list[bool]) -> dict[str, list[str]]:
+    done = zip(routes, applied, strict=True)
+    return {item.event_id: [run.id for run in item.new_runs] for item, ok in done if ok}
+
+
+def append_and_route(
+    store: Store, batch: list[Event], now: float, claim: ClaimLocally | None = None
+) -> dict[str, list[str]]:
+    """Store new events and route them in one transaction; returns the runs started by event id.
+
+    A duplicate id is not stored again and starts nothing.
+    """
+    routes = plan_routes(store, batch, now)
+    if claim is not None:
+        claim([run for item in routes for run in item.new_runs])
+    inserted = store.append_events(batch, routes, now)
+    return started_runs(routes, inserted)
+
+
 def route_pending(store: Store, now: float) -> dict[str, list[str]]:
-    """Route every unprocessed event; returns the ids of the runs each one started."""
+    """Route every unprocessed event (sent while no engine ran, or by another process)."""
     started: dict[str, list[str]] = {}
-    while True:
-        pending = store.pending_events(ROUTE_BATCH)
-        if not pending:
-            return started
-        skills = store.live_skill_versions()
-        waits = store.waits_for({event.name for event in pending})
-        for event in pending:
-            new_runs = runs_for(event, skills, now)
-            resolutions = []
-            for wait in waits:
-                if wait.event_name == event.name and matches(
-                    wait.condition, {"event": wait.run_event, "async": event.payload()}
-                ):
-                    resolutions.append(
-                        StepResolution(wait.run_id, wait.key, "completed", output=event.payload())
-                    )
-            if store.apply_event(event.id, now, new_runs, resolutions):
-                started[event.id] = [run.id for run in new_runs]
-                matched = {(r.run_id, r.key) for r in resolutions}
-                waits = [w for w in waits if (w.run_id, w.key) not in matched]
+    while pending := store.pending_events(ROUTE_BATCH):
+        routes = plan_routes(store, pending, now)
+        started.update(started_runs(routes, store.apply_events(routes, now)))
         if len(pending) < ROUTE_BATCH:
-            return started
+            break
+    return started

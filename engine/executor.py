@@ -11,7 +11,7 @@ from engine.activation import ActivationHost
 from engine.errors import InvalidInput, StoreUnavailable
 from engine.ids import new_id
 from engine.jsonutil import encode_limited
-from engine.records import PENDING_STEP, Run, SkillVersion, StepResolution
+from engine.records import PENDING_STEP, Run, SkillVersion, Step, StepResolution
 from engine.retry import RetryPolicy
 from engine.runtime import Runtime
 from sandbox.errors import CompileError
@@ -49,13 +49,13 @@ class Executor:
                     self._versions[key] = found
         return found
 
-    def execute(self, run: Run) -> None:
-        """Run one activation of a run this engine has claimed. Never raises for skill errors."""
-        store, now = self.rt.store, self.rt.clock.now()
-        steps = store.load_steps(run.id)
-        if any(s.status in PENDING_STEP and s.wake_at is not None and s.wake_at <= now for s in steps):
-            store.resolve_due_steps(run.id, now)
-            steps = store.load_steps(run.id)
+    def execute(self, run: Run, *, fresh: bool = False) -> None:
+        """Run one activation of a run this engine has claimed. Never raises for skill errors.
+
+        `fresh`: the run was created and claimed by this engine a moment ago, so it has no
+        history to load.
+        """
+        steps, failed = ([], {}) if fresh else self._history(run)
         version = self._version(run.function, run.version)
         if version is None:
             self._finish(
@@ -73,9 +73,6 @@ class Executor:
             self._finish(run, "failed", error={"type": "CompileError", "message": str(exc)})
             return
         policy = RetryPolicy.from_config(version.config)
-        failed: dict[str, int] = {}
-        for attempt in store.load_attempts(run.id):
-            failed[attempt.key] = max(failed.get(attempt.key, 0), attempt.attempt)
         host = ActivationHost(self.rt, run, policy, steps, failed)
         outcome = self.runner.run(skill, self._activation(run, steps, failed), host)
         if host.store_failed:
@@ -91,6 +88,18 @@ class Executor:
             self.rt.store.requeue_run(run.id, self.rt.owner, now + STORE_RETRY_SECONDS, run.attempt, now)
         except StoreUnavailable:
             log.warning("run %s stays leased until its lease expires", run.id)
+
+    def _history(self, run: Run) -> tuple[list[Step], dict[str, int]]:
+        """The run's stored steps (ending the sleeps and waits now due) and failed attempts."""
+        store, now = self.rt.store, self.rt.clock.now()
+        steps = store.load_steps(run.id)
+        if any(s.status in PENDING_STEP and s.wake_at is not None and s.wake_at <= now for s in steps):
+            store.resolve_due_steps(run.id, now)
+            steps = store.load_steps(run.id)
+        failed: dict[str, int] = {}
+        for attempt in store.load_attempts(run.id):
+            failed[attempt.key] = max(failed.get(attempt.key, 0), attempt.attempt)
+        return steps, failed
 
     def _activation(self, run: Run, steps: list[Any], failed: dict[str, int]) -> dict[str, Any]:
         done = {step.key for step in steps}

@@ -138,6 +138,15 @@ class StepResolution:
     error: dict[str, Any] | None = None
 
 
+@dataclass(frozen=True)
+class EventRoute:
+    """What one event does: the runs it starts and the waits it ends."""
+
+    event_id: str
+    new_runs: list[Run]
+    resolutions: list[StepResolution]
+
+
 @dataclass
 class StepCommit:
     """What one step op changes, committed in one transaction while the run is still ours."""

@@ -13,6 +13,7 @@ import contextlib
 import logging
 import os
 import socket
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 from engine.errors import StoreUnavailable
@@ -73,6 +74,8 @@ class Scheduler:
         self._tasks: list[asyncio.Task[None]] = []
         self._finished_listeners: list[asyncio.Event] = []
         self._stopping = False
+        self._reserved = 0
+        self._reserve_lock = threading.Lock()
 
     # thread-safe signals -------------------------------------------------------------------
 
@@ -83,6 +86,30 @@ class Scheduler:
     def events_added(self) -> None:
         self._events_pending = True
         self.wake()
+
+    def claim_locally(self, new_runs: list[Run]) -> None:
+        """Mark as many new runs as there is room for as already claimed by this engine, so
+        that once they are stored they start at once, without a claim round trip. Thread-safe;
+        call `adopt` (or `unreserve`) with them after the write."""
+        if self._stopping:
+            return
+        now = self.rt.clock.now()
+        with self._reserve_lock:
+            room = self.concurrency - len(self._active) - self._reserved
+            chosen = new_runs[: max(0, room)]
+            self._reserved += len(chosen)
+        for run in chosen:
+            run.status, run.wake_at, run.started_at = "running", None, now
+            run.lease_owner, run.lease_expires_at = self.rt.owner, now + self.lease_seconds
+
+    def adopt(self, new_runs: list[Run], stored: set[str]) -> None:
+        """Start the locally claimed runs that were stored; give back the room of the others."""
+        mine = [run for run in new_runs if run.lease_owner == self.rt.owner and run.status == "running"]
+        with self._reserve_lock:
+            self._reserved -= len(mine)
+        for run in mine:
+            if run.id in stored and not self._stopping:
+                self._start(run, fresh=True)
 
     def activation_ended(self) -> asyncio.Event:
         """An event set whenever any activation ends (for callers waiting on a result)."""
@@ -159,15 +186,15 @@ class Scheduler:
         self._events_pending = True  # the poll also routes events other processes stored
         await self.rt.clock.wait(self._wake, timeout)
 
-    def _start(self, run: Run) -> None:
+    def _start(self, run: Run, *, fresh: bool = False) -> None:
         assert self._loop is not None
-        future = asyncio.wrap_future(self._threads.submit(self._execute, run))
+        future = asyncio.wrap_future(self._threads.submit(self._execute, run, fresh))
         self._active[run.id] = future
         future.add_done_callback(lambda _: self._ended(run.id))
 
-    def _execute(self, run: Run) -> None:
+    def _execute(self, run: Run, fresh: bool) -> None:
         try:
-            self.executor.execute(run)
+            self.executor.execute(run, fresh=fresh)
         except Exception:  # the run keeps its lease; it is recovered when the lease expires
             log.exception("activation of run %s failed in the engine", run.id)
 

@@ -22,6 +22,7 @@ from engine.records import (
     PENDING_STEP,
     Attempt,
     Event,
+    EventRoute,
     LogLine,
     Run,
     RunPage,
@@ -218,9 +219,15 @@ class SqlStore:
 
     # events ------------------------------------------------------------------------------
 
-    def append_events(self, new_events: list[Event]) -> list[bool]:
+    def append_events(
+        self, new_events: list[Event], routes: list[EventRoute] | None = None, now: float = 0.0
+    ) -> list[bool]:
         def write(connection: Connection) -> list[bool]:
-            return [_insert_event(connection, item) for item in new_events]
+            inserted = [_insert_event(connection, item) for item in new_events]
+            for is_new, route in zip(inserted, routes or [], strict=False):
+                if is_new:
+                    _apply_route(connection, route, now)
+            return inserted
 
         return self._write().call(write)
 
@@ -263,21 +270,9 @@ class SqlStore:
             for row in self._read(statement)
         ]
 
-    def apply_event(
-        self, event_id: str, now: float, new_runs: list[Run], resolutions: list[StepResolution]
-    ) -> bool:
-        def write(connection: Connection) -> bool:
-            marked = connection.execute(
-                update(events)
-                .where(events.c.id == event_id, events.c.processed_at.is_(None))
-                .values(processed_at=now)
-            )
-            if marked.rowcount != 1:
-                return False
-            _insert_runs(connection, new_runs)
-            for resolution in resolutions:
-                _resolve_step(connection, resolution, now)
-            return True
+    def apply_events(self, routes: list[EventRoute], now: float) -> list[bool]:
+        def write(connection: Connection) -> list[bool]:
+            return [_apply_route(connection, route, now) for route in routes]
 
         return self._write().call(write)
 
@@ -588,6 +583,20 @@ def _insert_event(connection: Connection, item: Event) -> bool:
     if exists is not None:
         return False
     connection.execute(insert(events).values(event_to_row(item)))
+    return True
+
+
+def _apply_route(connection: Connection, route: EventRoute, now: float) -> bool:
+    marked = connection.execute(
+        update(events)
+        .where(events.c.id == route.event_id, events.c.processed_at.is_(None))
+        .values(processed_at=now)
+    )
+    if marked.rowcount != 1:
+        return False  # another engine routed it first
+    _insert_runs(connection, route.new_runs)
+    for resolution in route.resolutions:
+        _resolve_step(connection, resolution, now)
     return True
 
 

@@ -13,6 +13,7 @@ from typing import Any, Protocol
 from engine.records import (
     Attempt,
     Event,
+    EventRoute,
     LogLine,
     Run,
     RunPage,
@@ -46,19 +47,23 @@ class Store(Protocol):
         """The latest version of every skill that is not deleted (for trigger matching)."""
 
     # events
-    def append_events(self, events: list[Event]) -> list[bool]:
-        """Insert events whose id is new; True for each one inserted, False for a duplicate id."""
+    def append_events(
+        self, events: list[Event], routes: list[EventRoute] | None = None, now: float = 0.0
+    ) -> list[bool]:
+        """Insert events whose id is new; True for each one inserted, False for a duplicate id.
+
+        With `routes` (one per event), each new event is routed in the same transaction.
+        """
 
     def pending_events(self, limit: int) -> list[Event]: ...
     def get_events(self, ids: list[str]) -> list[Event]: ...
     def list_events(self, name: str | None, limit: int) -> list[Event]: ...
     def waits_for(self, event_names: set[str]) -> list[Wait]: ...
-    def apply_event(
-        self, event_id: str, now: float, new_runs: list[Run], resolutions: list[StepResolution]
-    ) -> bool:
-        """Mark an event processed, create its runs and end the waits it matched, all at once.
+    def apply_events(self, routes: list[EventRoute], now: float) -> list[bool]:
+        """For each route: mark its event processed, create its runs, end the waits it matched.
 
-        Returns False (and changes nothing) when the event was already processed.
+        All in one transaction; a route whose event was already processed changes nothing and
+        gets False.
         """
 
     def runs_for_event(self, event_id: str) -> list[str]: ...

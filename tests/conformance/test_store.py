@@ -9,7 +9,7 @@ import pytest
 
 from engine.errors import InvalidInput, SkillExists, SkillNotFound
 from engine.ids import new_id
-from engine.records import Event, LogLine, Run, SkillVersion, Step, StepCommit, StepResolution
+from engine.records import Event, EventRoute, LogLine, Run, SkillVersion, Step, StepCommit, StepResolution
 from engine.store import Store
 
 NOW = 1_800_000_000.0
@@ -94,7 +94,7 @@ def test_an_event_is_applied_exactly_once(store_factory: Callable[[], Store]) ->
 
     def apply(store: Store) -> None:
         barrier.wait()
-        results.append(store.apply_event("e1", NOW, [run(event_id="e1")], []))
+        results.extend(store.apply_events([EventRoute("e1", [run(event_id="e1")], [])], NOW))
 
     threads = [threading.Thread(target=apply, args=(s,)) for s in (first, second)]
     for thread in threads:
@@ -115,8 +115,12 @@ def test_waits_are_found_by_event_name_and_resolved_once(store: Store) -> None:
     assert (wait.run_id, wait.key, wait.condition) == (waiting.id, "w", "true")
     store.append_events([Event("e1", "go", {}, NOW, NOW), Event("e2", "go", {}, NOW, NOW)])
     resolution = StepResolution(waiting.id, "w", "completed", output={"name": "go"})
-    assert store.apply_event("e1", NOW, [], [resolution])
-    store.apply_event("e2", NOW + 1, [], [StepResolution(waiting.id, "w", "completed", output="second")])
+    late = StepResolution(waiting.id, "w", "completed", output="second")
+    assert store.apply_events([EventRoute("e1", [], [resolution]), EventRoute("e2", [], [late])], NOW) == [
+        True,
+        True,
+    ]
+    assert store.apply_events([EventRoute("e1", [run()], [])], NOW) == [False]  # already routed
     [resolved] = store.load_steps(waiting.id)
     assert resolved.status == "completed" and resolved.output == {"name": "go"}
     assert store.get_run(waiting.id).status == "queued"

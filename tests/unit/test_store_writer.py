@@ -1,0 +1,41 @@
+"""Group commit: writes queued together commit together, and one failing write fails alone."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from engine.sql_store import SqlStore
+from engine.store_writer import StoreWriter
+
+
+def test_a_failing_write_in_a_batch_does_not_undo_the_others(tmp_path: Path) -> None:
+    store = SqlStore(f"sqlite:///{tmp_path / 'w.db'}")
+    engine = store.sa_engine
+    with engine.begin() as connection:
+        connection.execute(text("CREATE TABLE t (k INTEGER PRIMARY KEY)"))
+    writer = StoreWriter(engine)
+    gate, holding = threading.Event(), threading.Event()
+
+    def hold(connection: object) -> None:
+        holding.set()
+        gate.wait(5)
+
+    first = writer.submit(hold)
+    holding.wait(5)  # the writer is busy: the next writes queue up and form one batch
+    good = [writer.submit(lambda c, k=k: c.execute(text(f"INSERT INTO t VALUES ({k})"))) for k in (1, 2)]
+    bad = writer.submit(lambda c: c.execute(text("INSERT INTO t VALUES (1)")))  # duplicate key
+    last = writer.submit(lambda c: c.execute(text("INSERT INTO t VALUES (3)")))
+    gate.set()
+    first.result(5)
+    for future in [*good, last]:
+        future.result(5)
+    with pytest.raises(Exception, match="UNIQUE"):
+        bad.result(5)
+    with engine.connect() as connection:
+        assert [row[0] for row in connection.execute(text("SELECT k FROM t ORDER BY k"))] == [1, 2, 3]
+    writer.close()
+    store.close()

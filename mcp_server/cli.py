@@ -62,12 +62,13 @@ def main(argv: list[str] | None = None) -> int:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    logging.getLogger("alembic").setLevel(logging.DEBUG if args.verbose else logging.WARNING)
     try:
         engine = settings_from(args).build_engine()
     except (StepkeeperError, ValueError) as exc:
         print(f"stepkeeper: {exc}", file=sys.stderr)
         return 2
-    command: Callable[[Engine, argparse.Namespace], Awaitable[int]] = COMMANDS[args.command]
+    command = COMMANDS[args.command]
     try:
         return asyncio.run(command(engine, args))
     except StepkeeperError as exc:
@@ -93,38 +94,45 @@ async def _worker(engine: Engine, _args: argparse.Namespace) -> int:
     return 0
 
 
+Command = Callable[[Engine, argparse.Namespace], Awaitable[int]]
+
+
+def read_only(view: Command) -> Command:
+    """A view of the store: migrates (never drops) the database, runs no scheduler."""
+
+    async def run(engine: Engine, args: argparse.Namespace) -> int:
+        try:
+            await engine.migrate()
+            return await view(engine, args)
+        finally:
+            await engine.close()
+
+    return run
+
+
+@read_only
 async def _skills(engine: Engine, _args: argparse.Namespace) -> int:
-    try:
-        await engine.migrate()
-        for skill in await engine.list_skills():
-            print(f"{skill.name:<32} v{skill.latest_version:<4} {iso(skill.updated_at)}  {skill.description}")
-    finally:
-        await engine.close()
+    for skill in await engine.list_skills():
+        print(f"{skill.name:<32} v{skill.latest_version:<4} {iso(skill.updated_at)}  {skill.description}")
     return 0
 
 
+@read_only
 async def _runs(engine: Engine, args: argparse.Namespace) -> int:
-    try:
-        await engine.migrate()
-        page = await engine.list_runs(function=args.function, status=args.status, limit=args.limit)
-        for run in page.runs:
-            print(f"{run.id}  {run.function:<24} v{run.version:<3} {run.status:<10} {iso(run.created_at)}")
-    finally:
-        await engine.close()
+    page = await engine.list_runs(function=args.function, status=args.status, limit=args.limit)
+    for run in page.runs:
+        print(f"{run.id}  {run.function:<24} v{run.version:<3} {run.status:<10} {iso(run.created_at)}")
     return 0
 
 
+@read_only
 async def _trace(engine: Engine, args: argparse.Namespace) -> int:
-    try:
-        await engine.migrate()
-        trace: dict[str, Any] = await engine.get_run_trace(args.run_id)
-        print(json.dumps(trace, indent=2))
-    finally:
-        await engine.close()
+    trace: dict[str, Any] = await engine.get_run_trace(args.run_id)
+    print(json.dumps(trace, indent=2))
     return 0
 
 
-COMMANDS: dict[str, Callable[[Engine, argparse.Namespace], Awaitable[int]]] = {
+COMMANDS: dict[str, Command] = {
     "demo": _demo,
     "worker": _worker,
     "skills": _skills,

@@ -15,7 +15,7 @@ from sqlalchemy import and_, bindparam, create_engine, event, exists, func, inse
 from sqlalchemy.engine import Connection, Engine
 
 from engine import migrate
-from engine.errors import InvalidInput, SkillExists, SkillNotFound
+from engine.errors import InvalidInput, SkillExists, SkillNotFound, StoreUnavailable
 from engine.jsonutil import dumps, loads
 from engine.records import (
     FINAL_STATUSES,
@@ -116,6 +116,7 @@ class SqlStore:
         self._engine = _sqlite_engine(url, writer=False)
         self._write_engine = _sqlite_engine(url, writer=True)
         self._writer: StoreWriter | None = None
+        self._closed = False
 
     # lifecycle ---------------------------------------------------------------------------
 
@@ -128,11 +129,14 @@ class SqlStore:
         migrate.upgrade(self._write_engine)
 
     def _write(self) -> StoreWriter:
+        if self._closed:
+            raise StoreUnavailable("the store is closed")
         if self._writer is None:
             self._writer = StoreWriter(self._write_engine)
         return self._writer
 
     def close(self) -> None:
+        self._closed = True
         if self._writer is not None:
             self._writer.close()
             self._writer = None

@@ -30,12 +30,16 @@ class StoreWriter:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
         self._queue: queue.SimpleQueue[tuple[WriteFn, Future[Any]] | None] = queue.SimpleQueue()
+        self._closed = False
         self._thread = threading.Thread(target=self._loop, name="stepkeeper-writer", daemon=True)
         self._thread.start()
 
     def submit(self, fn: WriteFn) -> Future[Any]:
         future: Future[Any] = Future()
-        self._queue.put((fn, future))
+        if self._closed:
+            future.set_exception(StoreUnavailable("the store is closed"))
+        else:
+            self._queue.put((fn, future))
         return future
 
     def call(self, fn: Callable[[Connection], T]) -> T:
@@ -43,8 +47,20 @@ class StoreWriter:
         return self.submit(fn).result()
 
     def close(self) -> None:
+        self._closed = True
         self._queue.put(None)
         self._thread.join(timeout=10)
+        self._fail_queued()
+
+    def _fail_queued(self) -> None:
+        """Writes that arrived after close get an error rather than waiting forever."""
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            if item is not None and not item[1].done():
+                item[1].set_exception(StoreUnavailable("the store is closed"))
 
     def _loop(self) -> None:
         connection = self._engine.connect()
@@ -60,8 +76,8 @@ class StoreWriter:
                     except queue.Empty:
                         break
                     if more is None:
-                        self._queue.put(None)
-                        break
+                        self._commit(connection, batch)
+                        return
                     batch.append(more)
                 self._commit(connection, batch)
         finally:

@@ -278,3 +278,13 @@ def test_logs_are_kept_in_order(store: Store) -> None:
     store.append_logs([LogLine("r1", NOW, "info", "three")])
     store.create_runs([run()])  # a later write: earlier queued logs are committed before it
     assert [line.message for line in store.load_logs("r1")] == ["one", "two", "three"]
+
+
+def test_a_closed_store_refuses_writes_at_once(store_factory: Callable[[], Store]) -> None:
+    from engine.errors import StoreUnavailable
+
+    store = store_factory()
+    store.create_runs([run()])
+    store.close()
+    with pytest.raises(StoreUnavailable, match="closed"):
+        store.create_runs([run()])

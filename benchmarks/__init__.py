@@ -1,0 +1,1 @@
+"""stepkeeper's benchmark suite: `python -m benchmarks [--quick] [--json results.json]`."""

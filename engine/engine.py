@@ -113,6 +113,16 @@ class Engine:
         self._io_pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="stepkeeper-io")
         self._migrated = False
 
+    @property
+    def owner(self) -> str:
+        """This engine's lease-holder id (host:pid:nonce), as it appears on the runs it holds."""
+        return self.rt.owner
+
+    @property
+    def database(self) -> str:
+        """Where the store keeps its data, for people to read (a URL or a description)."""
+        return str(getattr(self.store, "url", type(self.store).__name__))
+
     # lifecycle -----------------------------------------------------------------------------
 
     async def _io(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:

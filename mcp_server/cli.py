@@ -89,7 +89,7 @@ async def _worker(engine: Engine, _args: argparse.Namespace) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     async with engine:
-        log.info("worker %s running on %s", engine.rt.owner, engine.store.url)  # type: ignore[attr-defined]
+        log.info("worker %s running on %s", engine.owner, engine.database)
         await stop.wait()
     return 0
 

@@ -65,7 +65,7 @@ async def run_demo(engine: Engine, out: TextIO = sys.stdout) -> int:
         out.write(
             f"\nnotify-oncall (started by event incident.triaged): {notified.status} -> {notified.output}\n"
         )
-    out.write(f"\nrun {run.id}: {run.status}; database: {engine.store.url}\n")  # type: ignore[attr-defined]
+    out.write(f"\nrun {run.id}: {run.status}; database: {engine.database}\n")
     return 0 if run.status == "completed" else 1
 
 

@@ -19,7 +19,7 @@ from engine.errors import InvalidInput, StepkeeperError, StoreUnavailable
 from engine.expressions import compile_expression
 from engine.http_effect import HttpRefused
 from engine.ids import new_id
-from engine.jsonutil import encode_limited
+from engine.jsonutil import dumps, encode_limited
 from engine.records import Attempt, Event, LogLine, Run, Step, StepCommit
 from engine.retry import RetryPolicy
 from engine.runtime import Runtime
@@ -30,6 +30,14 @@ log = logging.getLogger(__name__)
 
 ABORT = {"action": "abort", "reason": "the run was cancelled or is no longer held by this engine"}
 CONTINUE = {"action": "continue"}
+
+
+def _bounded_input(value: Any) -> Any:
+    """A step's input is kept for the trace only: past the limit, a note of its size replaces it."""
+    size = len(dumps(value).encode())
+    if size <= limits.MAX_STEP_INPUT_BYTES:
+        return value
+    return {"truncated": True, "bytes": size, "limit": limits.MAX_STEP_INPUT_BYTES}
 
 
 def refuse(message: str) -> p.Message:
@@ -219,7 +227,8 @@ class ActivationHost:
         now = self.rt.clock.now()
         new_events = [self._event(item, now) for item in batch]
         ids = [event.id for event in new_events]
-        step = self._new_step(message, "completed", output=ids, input=[e.payload() for e in new_events])
+        sent = [{"id": e.id, "name": e.name} for e in new_events]  # the data lives in the events
+        step = self._new_step(message, "completed", output=ids, input=sent)
         reply = self._commit(StepCommit(run_id=self.run.id, step=step, new_events=new_events))
         if reply is not None:
             return reply
@@ -292,6 +301,8 @@ class ActivationHost:
         for name in ("output", "input", "error"):
             if name in fields:
                 fields[name] = self.rt.redact(fields[name])
+        if "input" in fields:
+            fields["input"] = _bounded_input(fields["input"])
         return Step(
             run_id=self.run.id,
             key=key,

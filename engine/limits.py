@@ -11,6 +11,7 @@ MAX_EVENT_DATA_BYTES = 256 * KIB  # serialized JSON of one event's data
 MAX_EVENTS_PER_SEND = 100
 MAX_EVENT_NAME_CHARS = 256
 MAX_STEP_OUTPUT_BYTES = 1 * MIB
+MAX_STEP_INPUT_BYTES = 64 * KIB  # a step's arguments as kept in the trace; larger ones are noted
 MAX_RUN_OUTPUT_BYTES = 1 * MIB
 MAX_STEPS_PER_RUN = 10_000
 MAX_STEP_ID_CHARS = 200

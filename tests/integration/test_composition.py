@@ -82,3 +82,16 @@ async def test_child_of_a_waiting_parent_is_visible_while_it_runs(engine: Engine
     waiting = await wait_status(engine, run.id, "waiting")
     assert waiting.status == "waiting"
     assert (await finished(engine, run.id)).output == "slow done"
+
+
+async def test_large_step_arguments_are_noted_not_stored(engine: Engine) -> None:
+    code = """
+def handler(ctx, step):
+    blob = "x" * 100000
+    return step.run("measure", lambda b: len(b), blob)
+"""
+    await engine.create_skill("big-args", code)
+    run = await engine.invoke("big-args", wait=True, timeout=10)
+    assert run.output == 100000
+    [span] = (await engine.get_run_trace(run.id))["spans"]
+    assert span["input"] == {"truncated": True, "bytes": 100004, "limit": 65536}  # ["x...x"]

@@ -112,6 +112,7 @@ class Engine:
         self.scheduler: Scheduler | None = None
         self._io_pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="stepkeeper-io")
         self._migrated = False
+        self._migrate_lock = asyncio.Lock()
 
     @property
     def owner(self) -> str:
@@ -126,12 +127,20 @@ class Engine:
     # lifecycle -----------------------------------------------------------------------------
 
     async def _io(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._io_pool, partial(fn, *args, **kwargs))
+        """Run a blocking store call off the event loop (the schema is brought up to date first)."""
+        if not self._migrated:
+            await self.migrate()
+        return await self._in_thread(partial(fn, *args, **kwargs))
+
+    async def _in_thread(self, call: Callable[[], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._io_pool, call)
 
     async def migrate(self) -> None:
-        if not self._migrated:
-            await self._io(self.store.migrate)
-            self._migrated = True
+        """Create or upgrade the schema; done once, before the first use of the store."""
+        async with self._migrate_lock:
+            if not self._migrated:
+                await self._in_thread(self.store.migrate)
+                self._migrated = True
 
     async def start(self) -> None:
         await self.migrate()

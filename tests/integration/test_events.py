@@ -61,3 +61,9 @@ async def test_deleted_skills_are_not_triggered_but_keep_their_history(engine: E
     assert (await engine.get_run(sent.run_ids[0])).status == "completed"
     again = await engine.create_skill("echo", ECHO)
     assert again.version.version == 2  # numbering continues; old versions stay readable
+
+
+async def test_an_engine_that_was_never_started_migrates_on_first_use(make_engine: EngineFactory) -> None:
+    fresh = make_engine()
+    registered = await fresh.create_skill("echo", ECHO)  # no start(), no migrate()
+    assert registered.version.version == 1

@@ -16,6 +16,7 @@ from engine import Engine, StepkeeperError
 from engine.durations import iso
 from mcp_server.config import Settings
 from mcp_server.demo import run_demo
+from mcp_server.server import build_server
 
 log = logging.getLogger("stepkeeper")
 
@@ -30,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--workers", type=int, help="sandbox worker processes (STEPKEEPER_WORKERS)")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug detail to stderr")
     commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("serve", help="serve MCP over stdio (nothing but protocol on stdout)")
     commands.add_parser("demo", help="register three demo skills, run them and print the traces")
     commands.add_parser("worker", help="run the engine (no MCP surface) until interrupted")
     commands.add_parser("skills", help="list registered skills")
@@ -64,7 +66,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     logging.getLogger("alembic").setLevel(logging.DEBUG if args.verbose else logging.WARNING)
     try:
-        engine = settings_from(args).build_engine()
+        settings = settings_from(args)
+        if args.command == "serve":
+            return _serve(settings)
+        engine = settings.build_engine()
     except (StepkeeperError, ValueError) as exc:
         print(f"stepkeeper: {exc}", file=sys.stderr)
         return 2
@@ -76,6 +81,12 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+
+
+def _serve(settings: Settings) -> int:
+    settings.check_database()  # refuse a bad database URL before speaking protocol
+    asyncio.run(build_server(settings).run_stdio_async())
+    return 0
 
 
 async def _demo(engine: Engine, _args: argparse.Namespace) -> int:

@@ -38,6 +38,10 @@ class Settings:
     def url(self) -> str:
         return self.database_url or f"sqlite:///{self.home / 'stepkeeper.db'}"
 
+    def check_database(self) -> None:
+        """Raise the store's own clear error for a database URL it cannot use."""
+        SqlStore(self.url).close()
+
     def build_engine(self) -> Engine:
         # Activations are threads blocked on I/O most of the time: allow several per worker.
         return Engine(

@@ -1,0 +1,56 @@
+"""The MCP server: an `MCPServer` whose lifespan owns one started `Engine`."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib.metadata import version as package_version
+
+from mcp.server import MCPServer
+
+from engine import Engine
+from mcp_server.config import Settings
+from mcp_server.tools import register_tools
+
+INSTRUCTIONS = (
+    "stepkeeper runs durable skills: small Python programs with `def handler(ctx, step)` whose "
+    "steps are checkpointed. Register one with create_skill, run it with invoke_function or "
+    "send_event, and inspect runs with list_runs and get_run_trace."
+)
+
+
+class EngineHolder:
+    """The engine the lifespan started, for the tools to reach."""
+
+    def __init__(self) -> None:
+        self.engine: Engine | None = None
+
+    def __call__(self) -> Engine:
+        if self.engine is None:
+            raise RuntimeError("the engine is not running")
+        return self.engine
+
+
+def build_server(settings: Settings) -> MCPServer:
+    holder = EngineHolder()
+
+    @asynccontextmanager
+    async def lifespan(_server: MCPServer) -> AsyncIterator[dict[str, Engine]]:
+        engine = settings.build_engine()
+        await engine.start()
+        holder.engine = engine
+        try:
+            yield {"engine": engine}
+        finally:
+            holder.engine = None
+            await engine.close()
+
+    server = MCPServer(
+        "stepkeeper",
+        version=package_version("stepkeeper"),
+        instructions=INSTRUCTIONS,
+        lifespan=lifespan,
+        log_level="WARNING",
+    )
+    register_tools(server, holder)
+    return server

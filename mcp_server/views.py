@@ -1,0 +1,111 @@
+"""The shapes tools return: pydantic models, so every tool has an output schema."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from engine.durations import iso
+from engine.engine import Registration
+from engine.records import Run, Skill
+
+
+class SkillRegistered(BaseModel):
+    name: str
+    version: int
+    triggers: list[dict[str, Any]]
+    warnings: list[str] = Field(description="code that compiles but breaks replay; fix these")
+
+    @classmethod
+    def of(cls, registration: Registration) -> SkillRegistered:
+        version = registration.version
+        return cls(
+            name=version.name,
+            version=version.version,
+            triggers=version.triggers,
+            warnings=registration.warnings,
+        )
+
+
+class SkillSummary(BaseModel):
+    name: str
+    latest_version: int
+    description: str
+    updated_at: str | None
+
+    @classmethod
+    def of(cls, skill: Skill) -> SkillSummary:
+        return cls(
+            name=skill.name,
+            latest_version=skill.latest_version,
+            description=skill.description,
+            updated_at=iso(skill.updated_at),
+        )
+
+
+class SkillList(BaseModel):
+    skills: list[SkillSummary]
+
+
+class SkillDetail(BaseModel):
+    name: str
+    version: int
+    latest_version: int
+    versions: list[int]
+    description: str
+    code: str
+    triggers: list[dict[str, Any]]
+    config: dict[str, Any]
+
+
+class Deleted(BaseModel):
+    name: str
+    deleted: bool
+
+
+class RunSummary(BaseModel):
+    run_id: str
+    function: str
+    version: int
+    status: str = Field(description="queued, running, sleeping, waiting, completed, failed or cancelled")
+    trigger: str
+    output: Any = None
+    error: dict[str, Any] | None = None
+    created_at: str | None
+    ended_at: str | None = None
+
+    @classmethod
+    def of(cls, run: Run) -> RunSummary:
+        return cls(
+            run_id=run.id,
+            function=run.function,
+            version=run.version,
+            status=run.status,
+            trigger=run.trigger,
+            output=run.output,
+            error=run.error,
+            created_at=iso(run.created_at),
+            ended_at=iso(run.ended_at),
+        )
+
+
+class RunPageView(BaseModel):
+    runs: list[RunSummary]
+    next_cursor: str | None = Field(description="pass back as `cursor` for the next page; null at the end")
+
+
+class EventSent(BaseModel):
+    event_id: str
+    run_ids: list[str]
+
+
+class Cancelled(BaseModel):
+    cancelled: list[str] = Field(description="the run and the child runs that were cancelled")
+
+
+class Trace(BaseModel):
+    run: dict[str, Any]
+    spans: list[dict[str, Any]]
+    logs: list[dict[str, Any]]
+    children: list[dict[str, Any]]

@@ -1,0 +1,97 @@
+"""The MCP server over stdio, driven by the SDK's own client in both protocol eras."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from mcp import Client
+from mcp.client.stdio import StdioServerParameters
+
+pytestmark = pytest.mark.slow
+
+ERAS = ["legacy", "2026-07-28"]  # the 2025-11-25 handshake era and the stateless era
+TOOLS = {
+    "create_skill", "update_skill", "delete_skill", "list_skills", "get_skill", "invoke_function",
+    "send_event", "list_runs", "get_run", "get_run_trace", "cancel_run", "rerun",
+}  # fmt: skip
+SKILL = """
+def handler(ctx, step):
+    a = step.run("first", lambda: ctx.event["data"]["n"] * 2)
+    b = step.run("second", lambda: a + 1)
+    return {"result": b}
+"""
+
+
+def client(home: Path, mode: str) -> Client:
+    command = [sys.executable, "-m", "mcp_server", "--home", str(home), "serve"]
+    return Client(StdioServerParameters(command=command[0], args=command[1:]), mode=mode)
+
+
+async def call(session: Client, tool: str, arguments: dict[str, Any]) -> Any:
+    result = await session.call_tool(tool, arguments)
+    assert not result.is_error, result.content
+    return result.structured_content
+
+
+@pytest.mark.parametrize("mode", ERAS)
+async def test_tools_are_listed_with_schemas_and_annotations(tmp_path: Path, mode: str) -> None:
+    async with client(tmp_path, mode) as session:
+        tools = {tool.name: tool for tool in (await session.list_tools()).tools}
+    assert set(tools) == TOOLS
+    assert all(tool.output_schema for tool in tools.values())
+    assert tools["list_runs"].annotations.read_only_hint is True
+    assert tools["delete_skill"].annotations.destructive_hint is True
+    assert tools["invoke_function"].annotations.read_only_hint is False
+    assert set(tools["create_skill"].input_schema["required"]) == {"name", "code"}
+
+
+@pytest.mark.parametrize("mode", ERAS)
+async def test_create_invoke_with_progress_and_read_the_trace(tmp_path: Path, mode: str) -> None:
+    progress: list[tuple[float, str | None]] = []
+
+    async def on_progress(value: float, total: float | None, message: str | None) -> None:
+        progress.append((value, message))
+
+    async with client(tmp_path, mode) as session:
+        created = await call(session, "create_skill", {"name": "double", "code": SKILL})
+        assert created == {"name": "double", "version": 1, "triggers": [], "warnings": []}
+        result = await session.call_tool(
+            "invoke_function", {"name": "double", "data": {"n": 20}}, progress_callback=on_progress
+        )
+        run = result.structured_content
+        assert run["status"] == "completed" and run["output"] == {"result": 41}
+        assert progress and progress[-1][0] == 2
+        trace = await call(session, "get_run_trace", {"run_id": run["run_id"]})
+        assert [(span["key"], span["output"]) for span in trace["spans"]] == [("first", 40), ("second", 41)]
+        listed = await call(session, "list_runs", {"function": "double"})
+        assert [item["run_id"] for item in listed["runs"]] == [run["run_id"]]
+
+
+@pytest.mark.parametrize("mode", ERAS)
+async def test_bad_input_gets_specific_tool_errors_and_changes_nothing(tmp_path: Path, mode: str) -> None:
+    async with client(tmp_path, mode) as session:
+        await call(session, "create_skill", {"name": "ok", "code": SKILL})
+        cases = [
+            (
+                "create_skill",
+                {"name": "broken", "code": "def handler(ctx, step:\n    pass\n"},
+                "line 1, column 12",
+            ),
+            ("create_skill", {"name": "ok", "code": SKILL}, "already exists"),
+            ("create_skill", {"name": 5, "code": SKILL}, "name"),
+            ("create_skill", {"code": SKILL}, "name"),
+            ("invoke_function", {"name": "ghost"}, "skill 'ghost' does not exist"),
+            ("get_run", {"run_id": "run_nope"}, "run 'run_nope' does not exist"),
+            ("list_runs", {"status": "sideways"}, "unknown status"),
+            ("create_skill", {"name": "huge", "code": SKILL + "#" * 300_000}, "over the limit"),
+        ]
+        for tool, arguments, words in cases:
+            result = await session.call_tool(tool, arguments)
+            assert result.is_error, (tool, arguments)
+            assert words in result.content[0].text, result.content[0].text
+        skills = await call(session, "list_skills", {})
+        assert [skill["name"] for skill in skills["skills"]] == ["ok"]
+        assert (await call(session, "list_runs", {}))["runs"] == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from pathlib import Path
 from typing import Any
@@ -9,6 +10,8 @@ from typing import Any
 import pytest
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters
+
+from tests.support.recorder import Recorder
 
 pytestmark = pytest.mark.slow
 
@@ -95,3 +98,33 @@ async def test_bad_input_gets_specific_tool_errors_and_changes_nothing(tmp_path:
         skills = await call(session, "list_skills", {})
         assert [skill["name"] for skill in skills["skills"]] == ["ok"]
         assert (await call(session, "list_runs", {}))["runs"] == []
+
+
+async def test_two_stdio_servers_on_one_database_run_each_step_once(
+    tmp_path: Path, recorder: Recorder
+) -> None:
+    env = {"STEPKEEPER_HTTP_ALLOW": recorder.allow}
+    code = """
+def handler(ctx, step):
+    n = ctx.event["data"]["n"]
+    return step.run("call", lambda: http.post("BASE/" + str(n)).status_code)
+""".replace("BASE", recorder.base)
+
+    def server() -> Client:
+        command = [sys.executable, "-m", "mcp_server", "--home", str(tmp_path), "serve"]
+        return Client(StdioServerParameters(command=command[0], args=command[1:], env=env), mode="legacy")
+
+    async with server() as first, server() as second:
+        await call(first, "create_skill", {"name": "ping", "code": code, "triggers": [{"event": "job"}]})
+        run_ids = []
+        for n in range(20):
+            sent = await call(first if n % 2 else second, "send_event", {"name": "job", "data": {"n": n}})
+            run_ids.extend(sent["run_ids"])
+        for run_id in run_ids:
+            for _ in range(200):
+                run = await call(first, "get_run", {"run_id": run_id})
+                if run["status"] == "completed":
+                    break
+                await asyncio.sleep(0.05)
+            assert run["status"] == "completed", run
+    assert sorted(recorder.paths()) == sorted(f"/{n}" for n in range(20))

@@ -12,10 +12,13 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import uvicorn
+
 from engine import Engine, StepkeeperError
 from engine.durations import iso
 from mcp_server.config import Settings
 from mcp_server.demo import run_demo
+from mcp_server.http_app import build_http_app
 from mcp_server.server import build_server
 
 log = logging.getLogger("stepkeeper")
@@ -31,7 +34,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--workers", type=int, help="sandbox worker processes (STEPKEEPER_WORKERS)")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug detail to stderr")
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("serve", help="serve MCP over stdio (nothing but protocol on stdout)")
+    serve = commands.add_parser("serve", help="serve MCP over stdio (nothing but protocol on stdout)")
+    serve.add_argument("--http", action="store_true", help="serve Streamable HTTP at /mcp instead")
+    serve.add_argument("--host", default="127.0.0.1", help="HTTP address; beyond loopback needs a token")
+    serve.add_argument("--port", type=int, default=8788)
+    serve.add_argument("--token", help="bearer token required on HTTP requests (STEPKEEPER_TOKEN)")
     commands.add_parser("demo", help="register three demo skills, run them and print the traces")
     commands.add_parser("worker", help="run the engine (no MCP surface) until interrupted")
     commands.add_parser("skills", help="list registered skills")
@@ -68,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = settings_from(args)
         if args.command == "serve":
-            return _serve(settings)
+            return _serve(settings, args)
         engine = settings.build_engine()
     except (StepkeeperError, ValueError) as exc:
         print(f"stepkeeper: {exc}", file=sys.stderr)
@@ -83,9 +90,15 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-def _serve(settings: Settings) -> int:
+def _serve(settings: Settings, args: argparse.Namespace) -> int:
     settings.check_database()  # refuse a bad database URL before speaking protocol
-    asyncio.run(build_server(settings).run_stdio_async())
+    if args.token:
+        settings.token = args.token
+    if not args.http:
+        asyncio.run(build_server(settings).run_stdio_async())
+        return 0
+    app = build_http_app(settings, args.host, args.port)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0
 
 

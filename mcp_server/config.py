@@ -18,6 +18,7 @@ class Settings:
     http_allow: list[str] = field(default_factory=list)
     secrets: dict[str, str] = field(default_factory=dict)
     workers: int = max(2, os.cpu_count() or 2)
+    token: str | None = None
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -30,6 +31,7 @@ class Settings:
         settings.secrets = {
             name[len(SECRET_PREFIX) :]: value for name, value in env.items() if name.startswith(SECRET_PREFIX)
         }
+        settings.token = env.get("STEPKEEPER_TOKEN") or None
         if env.get("STEPKEEPER_WORKERS"):
             settings.workers = int(env["STEPKEEPER_WORKERS"])
         return settings

@@ -1,0 +1,100 @@
+"""The MCP server over Streamable HTTP: the SDK client in both eras, the token and host rules."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import httpx2
+import pytest
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
+
+pytestmark = pytest.mark.slow
+TOKEN = "test-token-8c1f"
+SKILL = 'def handler(ctx, step):\n    return step.run("hi", lambda: "hello " + ctx.event["data"]["who"])\n'
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture
+def http_server(tmp_path: Path) -> Iterator[str]:
+    port = free_port()
+    command = [
+        sys.executable,
+        "-m",
+        "mcp_server",
+        "--home",
+        str(tmp_path),
+        "serve",
+        "--http",
+        "--port",
+        str(port),
+    ]
+    log = (tmp_path / "server.log").open("wb")
+    process = subprocess.Popen(
+        command, stdout=log, stderr=subprocess.STDOUT, env={"STEPKEEPER_TOKEN": TOKEN, "PATH": ""}
+    )
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(100):
+        try:
+            httpx.get(url, timeout=0.2)
+            break
+        except httpx.TransportError:
+            time.sleep(0.1)
+    yield url
+    process.terminate()
+    process.wait(10)
+    log.close()
+
+
+def client(url: str, mode: str, token: str = TOKEN) -> Client:
+    http = httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"})
+    return Client(streamable_http_client(f"{url}/mcp", http_client=http), mode=mode)
+
+
+@pytest.mark.parametrize("mode", ["legacy", "2026-07-28"])
+async def test_create_and_invoke_over_http(http_server: str, mode: str) -> None:
+    async with client(http_server, mode) as session:
+        names = {tool.name for tool in (await session.list_tools()).tools}
+        assert {"create_skill", "invoke_function", "get_run_trace"} <= names
+        created = await session.call_tool("create_skill", {"name": "greet", "code": SKILL})
+        assert not created.is_error, created.content
+        run = await session.call_tool("invoke_function", {"name": "greet", "data": {"who": "http"}})
+        assert run.structured_content["output"] == "hello http"
+
+
+def test_requests_without_the_token_or_from_a_foreign_host_are_refused(http_server: str) -> None:
+    assert httpx.post(f"{http_server}/mcp", json={}).status_code == 401
+    wrong = httpx.post(f"{http_server}/mcp", json={}, headers={"Authorization": "Bearer nope"})
+    assert wrong.status_code == 401
+    foreign = httpx.post(
+        f"{http_server}/mcp", json={}, headers={"Authorization": f"Bearer {TOKEN}", "Host": "evil.example"}
+    )
+    assert foreign.status_code == 421
+
+
+def test_binding_beyond_loopback_needs_a_token(tmp_path: Path) -> None:
+    command = [
+        sys.executable,
+        "-m",
+        "mcp_server",
+        "--home",
+        str(tmp_path),
+        "serve",
+        "--http",
+        "--host",
+        "0.0.0.0",
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=30, env={"PATH": ""})
+    assert result.returncode == 2
+    assert "without a token" in result.stderr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -128,3 +129,27 @@ def handler(ctx, step):
                 await asyncio.sleep(0.05)
             assert run["status"] == "completed", run
     assert sorted(recorder.paths()) == sorted(f"/{n}" for n in range(20))
+
+
+@pytest.mark.parametrize("mode", ERAS)
+async def test_resources_and_prompts(tmp_path: Path, mode: str) -> None:
+    async with client(tmp_path, mode) as session:
+        await call(session, "create_skill", {"name": "double", "code": SKILL})
+        run = await call(session, "invoke_function", {"name": "double", "data": {"n": 1}})
+        templates = {t.uri_template for t in (await session.list_resource_templates()).resource_templates}
+        assert templates == {"skill://{name}", "run://{run_id}"}
+        code = await session.read_resource("skill://double")
+        assert code.contents[0].text == SKILL and code.contents[0].mime_type == "text/x-python"
+        trace = json.loads((await session.read_resource(f"run://{run['run_id']}")).contents[0].text)
+        assert [span["key"] for span in trace["spans"]] == ["first", "second"]
+        recent = json.loads((await session.read_resource("runs://recent")).contents[0].text)
+        assert [item["run_id"] for item in recent] == [run["run_id"]]
+
+        prompts = {p.name for p in (await session.list_prompts()).prompts}
+        assert prompts == {"write_skill", "review_skill", "triage_run"}
+        guide = await session.get_prompt("write_skill", {"goal": "watch a queue"})
+        assert "def handler(ctx, step)" in guide.messages[0].content.text
+        review = await session.get_prompt("review_skill", {"name": "double"})
+        assert "{'completed': 1}" in review.messages[0].content.text
+        triage = await session.get_prompt("triage_run", {"run_id": run["run_id"]})
+        assert run["run_id"] in triage.messages[0].content.text

@@ -9,7 +9,9 @@ expression cannot crash the host with RecursionError.
 from __future__ import annotations
 
 import ast
+import io
 import re
+import tokenize
 from dataclasses import dataclass
 from types import CodeType
 
@@ -20,6 +22,7 @@ from sandbox.errors import CompileError
 MAX_SOURCE_BYTES = 256 * 1024
 MAX_AST_NODES = 50_000
 MAX_NESTING = 60
+MAX_OPERATORS_PER_STATEMENT = 1000
 ENTRY_POINTS = ("handler", "on_failure")
 
 _FORBIDDEN = {
@@ -37,7 +40,8 @@ _FORBIDDEN = {
     ast.TryStar: "'except*' is not allowed",
     ast.GeneratorExp: "generator expressions are not allowed; use a list comprehension",
 }
-_BRACKETS = re.compile(r"[(\[{]")
+_NEUTRAL_OPS = frozenset({"(", ")", "[", "]", "{", "}", ",", ":", ";", "="})
+_WORD_OPS = frozenset({"and", "or", "not", "if", "else", "lambda", "in", "is"})
 
 
 @dataclass(frozen=True)
@@ -54,6 +58,7 @@ def compile_skill(source: str, filename: str = "<skill>") -> CompiledSkill:
     if len(source.encode()) > MAX_SOURCE_BYTES:
         raise CompileError(f"code is over the limit of {MAX_SOURCE_BYTES} bytes")
     _check_bracket_depth(source)
+    _check_operator_chains(source)
     try:
         tree = ast.parse(source, filename)
     except SyntaxError as exc:
@@ -80,6 +85,28 @@ def _check_bracket_depth(source: str) -> None:
             depth -= 1
     if deepest > MAX_NESTING:
         raise CompileError(f"code nests brackets {deepest} deep, over the limit of {MAX_NESTING}")
+
+
+def _check_operator_chains(source: str) -> None:
+    """Refuse a statement with thousands of operators before the parser sees it: CPython builds
+    such chains recursively, and a RecursionError there corrupts the interpreter's parser state
+    for every later parse in the process (3.11: "AST constructor recursion depth mismatch")."""
+    count, line = 0, 1
+    try:
+        for token in tokenize.generate_tokens(io.StringIO(source).readline):
+            if token.type in (tokenize.NEWLINE, tokenize.ENDMARKER):
+                count = 0
+            elif (token.type == tokenize.OP and token.string not in _NEUTRAL_OPS) or (
+                token.type == tokenize.NAME and token.string in _WORD_OPS
+            ):
+                count += 1
+                line = token.start[0]
+                if count > MAX_OPERATORS_PER_STATEMENT:
+                    raise CompileError(
+                        f"a statement has more than {MAX_OPERATORS_PER_STATEMENT} operators", line, 1
+                    )
+    except (tokenize.TokenError, SyntaxError):
+        return  # the parser reports the syntax error with its position
 
 
 def _check_tree(tree: ast.Module) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 from typing import Any
 
 import pytest
@@ -59,7 +60,12 @@ async def test_pathological_nesting_is_refused_without_crashing(engine: Engine) 
     code = "def handler(ctx, step):\n    return " + "(" * 5000 + "1" + ")" * 5000 + "\n"
     await refused(engine, CompileFailed, engine.create_skill("deep", code), "nests brackets")
     long_sum = "def handler(ctx, step):\n    return " + "+".join(["1"] * 60000) + "\n"
-    await refused(engine, CompileFailed, engine.create_skill("wide", long_sum), "syntax nodes|nested")
+    await refused(engine, CompileFailed, engine.create_skill("wide", long_sum), "more than 1000 operators")
+    unary = "def handler(ctx, step):\n    return " + "-" * 5000 + "1\n"
+    await refused(engine, CompileFailed, engine.create_skill("unary", unary), "more than 1000 operators")
+    # The host's own parser is still healthy (a RecursionError inside it would corrupt it).
+    assert ast.dump(ast.parse("x = [(1 + 2) * 3 for _ in range(2)]"))
+    assert (await engine.create_skill("fine", GOOD)).version.version == 1
 
 
 async def test_oversized_code_and_payloads_are_refused(engine: Engine) -> None:

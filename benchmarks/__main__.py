@@ -1,7 +1,7 @@
-"""`python -m benchmarks [--quick] [--repeat N] [--json results.json]`.
+"""`python -m benchmarks [--quick] [--repeat N] [--json results.json]`, run from the repository.
 
-Measures stepkeeper on this machine and prints medians side by side with a baseline run in the
-same process: a bare SQLite commit (the floor every durable step pays).
+Measures stepkeeper on this machine, each workload on a fresh SQLite file in the temp dir, and
+prints the medians, the cost of one step beside a bare SQLite commit (the floor).
 """
 
 from __future__ import annotations
@@ -9,59 +9,45 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import statistics
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 
-from benchmarks import report, workloads
+from benchmarks import baseline, report, suite
+from benchmarks.workloads import Stepkeeper
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="smaller workloads, one repetition")
-    parser.add_argument("--repeat", type=int, help="repetitions per figure (median is reported)")
-    parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
+    parser.add_argument("--repeat", type=positive, help="repetitions, median reported (default 3; quick 1)")
+    parser.add_argument("--json", type=Path, metavar="PATH", help="also write the figures as JSON here")
     return parser.parse_args(argv)
 
 
-async def measure(sizes: workloads.Sizes, repeat: int) -> list[report.Figure]:
-    floor, steps, throughput, p50, p99 = [], [], [], [], []
-    for _ in range(repeat):
-        floor.append(workloads.sqlite_commit_ms(sizes))
-        steps.append(await workloads.step_overhead_ms(sizes))
-        throughput.append(await workloads.throughput_runs_per_s(sizes))
-        latencies = await workloads.start_latencies_ms(sizes)
-        p50.append(workloads.percentile(latencies, 0.50))
-        p99.append(workloads.percentile(latencies, 0.99))
-    commit = statistics.median(floor)
-    return [
-        report.Figure("sqlite_commit_ms", "ms", commit),
-        report.Figure("step_overhead_ms", "ms", statistics.median(steps), commit, "sqlite_commit_ms"),
-        report.Figure("throughput_runs_per_s", "runs/s", statistics.median(throughput)),
-        report.Figure("start_latency_p50_ms", "ms", statistics.median(p50), commit, "sqlite_commit_ms"),
-        report.Figure("start_latency_p99_ms", "ms", statistics.median(p99), commit, "sqlite_commit_ms"),
-    ]
+def positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
-    sizes = workloads.QUICK if args.quick else workloads.FULL
+    mode = "quick" if args.quick else "full"
+    sizes = suite.QUICK if args.quick else suite.FULL
     repeat = args.repeat or (1 if args.quick else 3)
     started = time.perf_counter()
-    figures = asyncio.run(measure(sizes, repeat))
-    print(report.table(figures))
-    mode = "quick" if args.quick else "full"
-    print(f"\n{mode} mode, median of {repeat}, {time.perf_counter() - started:.0f} s")
+    samples = asyncio.run(suite.measure([Stepkeeper()], sizes, repeat))
+    figures = suite.figures(samples)
+    elapsed = time.perf_counter() - started
+    print(report.table(figures, {baseline.NAME: baseline.DESCRIPTION}))
+    print(f"{mode} mode, median of {repeat}, {elapsed:.0f} s")
     if args.json:
-        meta = {
-            **report.machine(),
-            "mode": "quick" if args.quick else "full",
-            "repeat": repeat,
-            "sizes": vars(sizes),
-        }
-        report.write_json(args.json, figures, meta)
+        meta = {**report.machine(), "mode": mode, "repeat": repeat, "sizes": asdict(sizes)}
+        report.write_json(args.json, figures, {**meta, "samples": samples.values})
     return 0
 
 

@@ -1,107 +1,103 @@
-"""The workloads, each on a fresh SQLite file, measured in wall-clock time on this machine."""
+"""The workloads on stepkeeper, each on a fresh SQLite file in the temp dir.
+
+Times are taken from the engine's own records (epoch seconds, `time.time()`, the engine's
+`SystemClock`) where they are more precise than polling for a result would be.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 import tempfile
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 from engine import Engine, SqlStore
+from engine.records import Run
 
-TRIVIAL_STEPS = (
-    "def handler(ctx, step):\n    for i in range(N):\n        step.run('s', lambda: i)\n    return N\n"
-)
-FIRST_STEP = "def handler(ctx, step):\n    return step.run('first', lambda: 1)\n"
-
-
-@dataclass(frozen=True)
-class Sizes:
-    steps: int  # steps in the one long run
-    runs: int  # runs of 5 steps started together
-    latency_samples: int
-    commits: int  # bare SQLite commits for the baseline
+LATENCY_GAP_SECONDS = 0.01  # between latency samples: one event at a time, not a burst
+RUN_TIMEOUT_SECONDS = 600.0
+MAX_EVENTS_PER_SEND = 100  # engine.limits.MAX_EVENTS_PER_SEND
 
 
-QUICK = Sizes(steps=300, runs=200, latency_samples=50, commits=300)
-FULL = Sizes(steps=1000, runs=500, latency_samples=200, commits=1000)
+class WorkloadFailed(RuntimeError):
+    """A run under measurement did not complete; the figure would be meaningless."""
+
+
+def sequential_steps(count: int) -> str:
+    """A skill of `count` trivial sequential steps, all with the same id."""
+    return (
+        "def handler(ctx, step):\n"
+        f"    for i in range({count}):\n"
+        "        step.run('s', lambda: i)\n"
+        f"    return {count}\n"
+    )
+
+
+class Stepkeeper:
+    """The engine under test, as the suite's `Contender`."""
+
+    name = "stepkeeper"
+
+    async def step_overhead_ms(self, steps: int) -> float:
+        """Milliseconds per checkpointed step: one run of `steps` trivial steps, invoke to end."""
+        async with fresh_engine() as engine:
+            await engine.create_skill("steps", sequential_steps(steps))
+            sent_at = time.time()
+            run = await engine.invoke("steps", wait=True, timeout=RUN_TIMEOUT_SECONDS)
+            return (ended_at(run) - sent_at) * 1000 / steps
+
+    async def throughput_runs_per_s(self, runs: int) -> float:
+        """Runs of 5 steps completed per second, all sent as events at once."""
+        async with fresh_engine() as engine:
+            await engine.create_skill("five", sequential_steps(5), triggers=[{"event": "go"}])
+            sent_at = time.time()
+            run_ids: list[str] = []
+            for offset in range(0, runs, MAX_EVENTS_PER_SEND):
+                count = min(MAX_EVENTS_PER_SEND, runs - offset)
+                batch = [{"name": "go", "data": {"n": offset + n}} for n in range(count)]
+                run_ids.extend((await engine.send_events(batch)).run_ids)
+            if len(run_ids) != runs:
+                raise WorkloadFailed(f"{runs} events started {len(run_ids)} runs")
+            finished = [await engine.wait_for_run(run_id, RUN_TIMEOUT_SECONDS) for run_id in run_ids]
+            return runs / (max(ended_at(run) for run in finished) - sent_at)
+
+    async def start_latencies_ms(self, samples: int) -> list[float]:
+        """Per event, sequentially: from just before `send_event` to the first step body."""
+        async with fresh_engine() as engine:
+            code = "def handler(ctx, step):\n    return step.run('first', lambda: 1)\n"
+            await engine.create_skill("first", code, triggers=[{"event": "ping"}])
+            latencies = []
+            for _ in range(samples):
+                latencies.append(await first_step_latency_ms(engine, "ping"))
+                await asyncio.sleep(LATENCY_GAP_SECONDS)
+            return latencies
 
 
 @asynccontextmanager
 async def fresh_engine() -> AsyncIterator[Engine]:
-    """A started engine on a new database, warmed up by one small run (first-use costs such as
-    compiling SQL statements are paid once per process, not per step)."""
+    """A started engine on a new database, warmed up by one small run, so that per-process
+    first-use costs (compiling SQL statements, importing) are not charged to the workload."""
     with tempfile.TemporaryDirectory(prefix="stepkeeper-bench-") as folder:
         async with Engine(SqlStore(f"sqlite:///{Path(folder) / 'bench.db'}")) as engine:
-            await engine.create_skill("warm-up", TRIVIAL_STEPS.replace("N", "5"))
-            await engine.invoke("warm-up", wait=True, timeout=60)
+            await engine.create_skill("warm-up", sequential_steps(5))
+            ended_at(await engine.invoke("warm-up", wait=True, timeout=RUN_TIMEOUT_SECONDS))
             yield engine
 
 
-async def step_overhead_ms(sizes: Sizes) -> float:
-    """Milliseconds per checkpointed step: one run of N trivial steps, invoke to completion."""
-    async with fresh_engine() as engine:
-        await engine.create_skill("steps", TRIVIAL_STEPS.replace("N", str(sizes.steps)))
-        started = time.perf_counter()
-        run = await engine.invoke("steps", wait=True, timeout=600)
-        elapsed = time.perf_counter() - started
-        assert run.status == "completed", run.error
-        return elapsed * 1000 / sizes.steps
+async def first_step_latency_ms(engine: Engine, event: str) -> float:
+    sent_at = time.time()
+    [run_id] = (await engine.send_event(event)).run_ids
+    ended_at(await engine.wait_for_run(run_id, RUN_TIMEOUT_SECONDS))
+    steps = await asyncio.to_thread(engine.store.load_steps, run_id)
+    if not steps or steps[0].started_at is None:
+        raise WorkloadFailed(f"run {run_id} recorded no start for its first step")
+    return (steps[0].started_at - sent_at) * 1000
 
 
-async def throughput_runs_per_s(sizes: Sizes) -> float:
-    """Runs of 5 steps completed per second, all started together by one batch of events."""
-    async with fresh_engine() as engine:
-        code = TRIVIAL_STEPS.replace("N", "5")
-        await engine.create_skill("five", code, triggers=[{"event": "go"}])
-        started = time.perf_counter()
-        run_ids: list[str] = []
-        for offset in range(0, sizes.runs, 100):
-            batch = [{"name": "go", "data": {"n": n}} for n in range(offset, min(offset + 100, sizes.runs))]
-            run_ids.extend((await engine.send_events(batch)).run_ids)
-        for run_id in run_ids:
-            run = await engine.wait_for_run(run_id, timeout=600)
-            assert run.status == "completed", run.error
-        return sizes.runs / (time.perf_counter() - started)
-
-
-async def start_latencies_ms(sizes: Sizes) -> list[float]:
-    """From just before `send_event` to the moment the first step body starts, per event."""
-    async with fresh_engine() as engine:
-        await engine.create_skill("first", FIRST_STEP, triggers=[{"event": "ping"}])
-        samples = []
-        for _ in range(sizes.latency_samples):
-            sent_at = time.time()
-            [run_id] = (await engine.send_event("ping")).run_ids
-            await engine.wait_for_run(run_id, timeout=30)
-            [first] = await asyncio.to_thread(engine.store.load_steps, run_id)
-            assert first.started_at is not None
-            samples.append((first.started_at - sent_at) * 1000)
-            await asyncio.sleep(0.005)  # one event at a time, not a burst
-        return sorted(samples)
-
-
-def sqlite_commit_ms(sizes: Sizes) -> float:
-    """The floor: one row inserted and committed by bare sqlite3, WAL with synchronous=FULL."""
-    with tempfile.TemporaryDirectory(prefix="stepkeeper-bench-") as folder:
-        connection = sqlite3.connect(Path(folder) / "floor.db", isolation_level=None)
-        connection.execute("PRAGMA journal_mode=WAL")
-        connection.execute("PRAGMA synchronous=FULL")
-        connection.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, body TEXT)")
-        started = time.perf_counter()
-        for n in range(sizes.commits):
-            connection.execute("BEGIN IMMEDIATE")
-            connection.execute("INSERT INTO t (body) VALUES (?)", (f"step {n}",))
-            connection.execute("COMMIT")
-        elapsed = time.perf_counter() - started
-        connection.close()
-        return elapsed * 1000 / sizes.commits
-
-
-def percentile(sorted_samples: list[float], fraction: float) -> float:
-    index = min(len(sorted_samples) - 1, round(fraction * (len(sorted_samples) - 1)))
-    return sorted_samples[index]
+def ended_at(run: Run) -> float:
+    """When a completed run ended; anything else is a failed measurement."""
+    if run.status != "completed" or run.ended_at is None:
+        raise WorkloadFailed(f"run {run.id} of {run.function!r} is {run.status}: {run.error}")
+    return run.ended_at

@@ -158,3 +158,14 @@ class ScheduleRow(SQLModel, table=True):
 
 
 metadata = SQLModel.metadata
+
+# The tables as SQLAlchemy Core sees them, for the store's statements.
+skills = SkillRow.__table__
+versions = SkillVersionRow.__table__
+events = EventRow.__table__
+runs = RunRow.__table__
+steps = StepRow.__table__
+attempts = StepAttemptRow.__table__
+run_logs = RunLogRow.__table__
+schedules = ScheduleRow.__table__
+ALL_TABLES = (skills, versions, events, runs, steps, attempts, run_logs, schedules)

@@ -1,20 +1,20 @@
 """The store on SQLAlchemy Core over the SQLModel tables. SQLite is the embedded default.
 
-Writes go through `StoreWriter` (one connection, group commit); reads use pooled connections.
-Dialect differences live in `_SqliteDialect`; a PostgreSQL variant overrides the same hooks.
+Writes go through `StoreWriter` (one connection, group commit) and the statements in
+`engine.sql_writes`; reads use separate pooled connections (`engine.sqlite`).
 """
 
 from __future__ import annotations
 
 import base64
 import logging
-from pathlib import Path
 from typing import Any
 
-from sqlalchemy import and_, bindparam, create_engine, event, exists, func, insert, or_, select, update
+from sqlalchemy import and_, func, insert, or_, select, update
 from sqlalchemy.engine import Connection, Engine
 
 from engine import migrate
+from engine import sql_writes as writes
 from engine.errors import InvalidInput, SkillExists, SkillNotFound, StoreUnavailable
 from engine.jsonutil import dumps, loads
 from engine.records import (
@@ -34,24 +34,23 @@ from engine.records import (
     Wait,
 )
 from engine.schema import (
-    EventRow,
-    RunLogRow,
-    RunRow,
-    ScheduleRow,
-    SkillRow,
-    SkillVersionRow,
-    StepAttemptRow,
-    StepRow,
+    ALL_TABLES,
+    attempts,
+    events,
+    run_logs,
+    runs,
+    skills,
+    steps,
+    versions,
 )
+from engine.sqlite import sqlite_engine
 from engine.store_rows import (
     attempt_from_row,
     attempt_to_row,
     event_from_row,
-    event_to_row,
     log_from_row,
     log_to_row,
     run_from_row,
-    run_to_row,
     skill_from_row,
     step_from_row,
     step_to_row,
@@ -62,48 +61,7 @@ from engine.store_writer import StoreWriter
 
 log = logging.getLogger(__name__)
 
-skills = SkillRow.__table__
-versions = SkillVersionRow.__table__
-events = EventRow.__table__
-runs = RunRow.__table__
-steps = StepRow.__table__
-attempts = StepAttemptRow.__table__
-run_logs = RunLogRow.__table__
-schedules = ScheduleRow.__table__
-
-ALL_TABLES = (skills, versions, events, runs, steps, attempts, run_logs, schedules)
 WAKEABLE = ("queued", "sleeping", "waiting")
-BUSY_TIMEOUT_MS = 10_000
-
-
-def _sqlite_engine(url: str, *, writer: bool) -> Engine:
-    """An engine for the writer (BEGIN IMMEDIATE) or for readers (autocommit snapshots)."""
-    path = url.split("///", 1)[1] if "///" in url else ""
-    if path and path != ":memory:":
-        Path(path).expanduser().parent.mkdir(parents=True, exist_ok=True)
-    pool = {"pool_size": 1, "max_overflow": 2} if writer else {"pool_size": 16, "max_overflow": 64}
-    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, **pool)
-
-    @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        # Take transaction control from the driver: writers then BEGIN IMMEDIATE (the write lock
-        # up front, no deadlock-prone lock upgrades, working savepoints); readers run each
-        # statement on its own WAL snapshot and never take the write lock.
-        dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=FULL")
-        cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-        cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.close()
-
-    if writer:
-
-        @event.listens_for(engine, "begin")
-        def _on_begin(connection: Connection) -> None:
-            connection.exec_driver_sql("BEGIN IMMEDIATE")
-
-    return engine
 
 
 class SqlStore:
@@ -113,8 +71,8 @@ class SqlStore:
         if not url.startswith("sqlite"):
             raise InvalidInput(f"unsupported database URL {url!r}: this build speaks sqlite:///")
         self.url = url
-        self._engine = _sqlite_engine(url, writer=False)
-        self._write_engine = _sqlite_engine(url, writer=True)
+        self._engine = sqlite_engine(url, writer=False)
+        self._write_engine = sqlite_engine(url, writer=True)
         self._writer: StoreWriter | None = None
         self._closed = False
 
@@ -227,10 +185,10 @@ class SqlStore:
         self, new_events: list[Event], routes: list[EventRoute] | None = None, now: float = 0.0
     ) -> list[bool]:
         def write(connection: Connection) -> list[bool]:
-            inserted = [_insert_event(connection, item) for item in new_events]
+            inserted = [writes.insert_event(connection, item) for item in new_events]
             for is_new, route in zip(inserted, routes or [], strict=False):
                 if is_new:
-                    _apply_route(connection, route, now)
+                    writes.apply_route(connection, route, now)
             return inserted
 
         return self._write().call(write)
@@ -276,7 +234,7 @@ class SqlStore:
 
     def apply_events(self, routes: list[EventRoute], now: float) -> list[bool]:
         def write(connection: Connection) -> list[bool]:
-            return [_apply_route(connection, route, now) for route in routes]
+            return [writes.apply_route(connection, route, now) for route in routes]
 
         return self._write().call(write)
 
@@ -288,7 +246,7 @@ class SqlStore:
 
     def create_runs(self, new_runs: list[Run], copied_steps: list[Step] | None = None) -> None:
         def write(connection: Connection) -> None:
-            _insert_runs(connection, new_runs)
+            writes.insert_runs(connection, new_runs)
             if copied_steps:
                 connection.execute(insert(steps), [step_to_row(s) for s in copied_steps])
 
@@ -415,20 +373,20 @@ class SqlStore:
         def write(connection: Connection) -> bool:
             plain_insert = commit.step is not None and not commit.replaces
             if plain_insert:  # the common case: one statement that checks the lease and inserts
-                if not _insert_step_if_owned(connection, commit.step, owner):
+                if not writes.insert_step_if_owned(connection, commit.step, owner):
                     return False
-            elif not _owns(connection, commit.run_id, owner):
+            elif not writes.owns(connection, commit.run_id, owner):
                 return False
             if commit.step is not None and not plain_insert:
-                _write_step(connection, commit.step, replaces=True)
+                writes.write_step(connection, commit.step, replaces=True)
             if commit.failed_attempt is not None:
                 connection.execute(insert(attempts).values(attempt_to_row(commit.failed_attempt)))
             for item in commit.new_events:
-                _insert_event(connection, item)
-            _insert_runs(connection, commit.new_runs)
+                writes.insert_event(connection, item)
+            writes.insert_runs(connection, commit.new_runs)
             if commit.suspend is not None:
                 status, wake_at = commit.suspend
-                _release(connection, commit.run_id, status=status, wake_at=wake_at, now=now)
+                writes.release(connection, commit.run_id, status=status, wake_at=wake_at, now=now)
             return True
 
         return self._write().call(write)
@@ -463,27 +421,27 @@ class SqlStore:
             if result.rowcount != 1:
                 return False
             if resolution is not None:
-                _resolve_step(connection, resolution, now)
-            _insert_runs(connection, new_runs or [])
+                writes.resolve_step(connection, resolution, now)
+            writes.insert_runs(connection, new_runs or [])
             return True
 
         return self._write().call(write)
 
     def requeue_run(self, run_id: str, owner: str, wake_at: float, attempt: int, now: float) -> bool:
         def write(connection: Connection) -> bool:
-            if not _owns(connection, run_id, owner):
+            if not writes.owns(connection, run_id, owner):
                 return False
             connection.execute(update(runs).where(runs.c.id == run_id).values(attempt=attempt))
-            _release(connection, run_id, status="queued", wake_at=wake_at, now=now)
+            writes.release(connection, run_id, status="queued", wake_at=wake_at, now=now)
             return True
 
         return self._write().call(write)
 
     def suspend_run(self, run_id: str, owner: str, status: str, wake_at: float | None, now: float) -> bool:
         def write(connection: Connection) -> bool:
-            if not _owns(connection, run_id, owner):
+            if not writes.owns(connection, run_id, owner):
                 return False
-            _release(connection, run_id, status=status, wake_at=wake_at, now=now)
+            writes.release(connection, run_id, status=status, wake_at=wake_at, now=now)
             return True
 
         return self._write().call(write)
@@ -514,7 +472,7 @@ class SqlStore:
                 )
             )
             if resolution is not None:
-                _resolve_step(connection, resolution, now)
+                writes.resolve_step(connection, resolution, now)
             return live
 
         return self._write().call(write)
@@ -577,146 +535,6 @@ class SqlStore:
                 table.name: connection.execute(select(func.count()).select_from(table)).scalar_one()
                 for table in ALL_TABLES
             }
-
-
-# helpers that run inside a write transaction -------------------------------------------------
-
-
-def _insert_event(connection: Connection, item: Event) -> bool:
-    exists = connection.execute(select(events.c.id).where(events.c.id == item.id)).first()
-    if exists is not None:
-        return False
-    connection.execute(insert(events).values(event_to_row(item)))
-    return True
-
-
-def _apply_route(connection: Connection, route: EventRoute, now: float) -> bool:
-    marked = connection.execute(
-        update(events)
-        .where(events.c.id == route.event_id, events.c.processed_at.is_(None))
-        .values(processed_at=now)
-    )
-    if marked.rowcount != 1:
-        return False  # another engine routed it first
-    _insert_runs(connection, route.new_runs)
-    for resolution in route.resolutions:
-        _resolve_step(connection, resolution, now)
-    return True
-
-
-def _insert_runs(connection: Connection, new_runs: list[Run]) -> None:
-    if new_runs:
-        connection.execute(insert(runs), [run_to_row(run) for run in new_runs])
-
-
-# Hot-path statements are built once with bind parameters, so SQLAlchemy compiles each once.
-_OWNER_OF = select(runs.c.status, runs.c.lease_owner).where(runs.c.id == bindparam("run_id"))
-_INSERT_STEP = insert(steps)
-_STEP_VALUE_COLUMNS = [c.name for c in steps.columns if c.name not in ("run_id", "key")]
-_UPDATE_STEP = (
-    update(steps)
-    .where(steps.c.run_id == bindparam("where_run_id"), steps.c.key == bindparam("where_key"))
-    .values({name: bindparam(name) for name in _STEP_VALUE_COLUMNS})
-)
-_RELEASE = (
-    update(runs)
-    .where(runs.c.id == bindparam("run_id"))
-    .values(
-        status=bindparam("status"),
-        wake_at=bindparam("wake_at"),
-        lease_owner=None,
-        lease_expires_at=None,
-        updated_at=bindparam("now"),
-    )
-)
-
-
-_STEP_COLUMNS = [c.name for c in steps.columns]
-_INSERT_STEP_IF_OWNED = insert(steps).from_select(
-    _STEP_COLUMNS,
-    select(*[bindparam(name, type_=steps.c[name].type) for name in _STEP_COLUMNS]).where(
-        exists().where(
-            runs.c.id == bindparam("run_id"),
-            runs.c.status == "running",
-            runs.c.lease_owner == bindparam("owner"),
-        )
-    ),
-)
-
-
-def _insert_step_if_owned(connection: Connection, step: Step, owner: str) -> bool:
-    row = step_to_row(step)
-    row["owner"] = owner
-    return _execute_compiled(connection, _INSERT_STEP_IF_OWNED, row) == 1
-
-
-_COMPILED: dict[tuple[int, str], tuple[str, tuple[str, ...] | None, dict[str, Any]]] = {}
-
-
-def _execute_compiled(connection: Connection, statement: Any, params: dict[str, Any]) -> int:
-    """Run a hot-path statement on the driver's cursor, compiled once per dialect.
-
-    SQLAlchemy still writes the SQL (so it stays portable); this skips its per-execution
-    bookkeeping, which costs more than the SQLite insert itself. Returns the row count.
-    """
-    dialect = connection.dialect
-    key = (id(statement), dialect.name)
-    found = _COMPILED.get(key)
-    if found is None:
-        compiled = statement.compile(dialect=dialect)
-        order = tuple(compiled.positiontup) if dialect.positional and compiled.positiontup else None
-        found = _COMPILED[key] = (compiled.string, order, dict(compiled.params))  # + literal binds
-    sql, order, defaults = found
-    values = {**defaults, **params}
-    cursor = connection.connection.driver_connection.cursor()
-    try:
-        cursor.execute(sql, tuple(values[name] for name in order) if order is not None else values)
-        return cursor.rowcount
-    finally:
-        cursor.close()
-
-
-def _owns(connection: Connection, run_id: str, owner: str) -> bool:
-    row = connection.execute(_OWNER_OF, {"run_id": run_id}).first()
-    return row is not None and row[0] == "running" and row[1] == owner
-
-
-def _release(connection: Connection, run_id: str, *, status: str, wake_at: float | None, now: float) -> None:
-    connection.execute(_RELEASE, {"run_id": run_id, "status": status, "wake_at": wake_at, "now": now})
-
-
-def _write_step(connection: Connection, step: Step, *, replaces: bool) -> None:
-    row = step_to_row(step)
-    if replaces:  # a pending step (sleep, wait, invoke) that now ends or is re-recorded
-        row["where_run_id"], row["where_key"] = row.pop("run_id"), row.pop("key")
-        if connection.execute(_UPDATE_STEP, row).rowcount == 1:
-            return
-        row["run_id"], row["key"] = row.pop("where_run_id"), row.pop("where_key")
-    connection.execute(_INSERT_STEP, row)
-
-
-def _resolve_step(connection: Connection, resolution: StepResolution, now: float) -> None:
-    """End a pending step and queue its run, unless something else ended it first."""
-    result = connection.execute(
-        update(steps)
-        .where(
-            steps.c.run_id == resolution.run_id,
-            steps.c.key == resolution.key,
-            steps.c.status.in_(PENDING_STEP),
-        )
-        .values(
-            status=resolution.status,
-            output=dumps(resolution.output),
-            error=None if resolution.error is None else dumps(resolution.error),
-            ended_at=now,
-        )
-    )
-    if result.rowcount == 1:
-        connection.execute(
-            update(runs)
-            .where(runs.c.id == resolution.run_id, runs.c.status.in_(PENDING_STEP))
-            .values(status="queued", wake_at=now, updated_at=now)
-        )
 
 
 def _encode_cursor(created_at: float, run_id: str) -> str:

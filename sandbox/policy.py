@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 import io
 import re
+import threading
 import tokenize
 from dataclasses import dataclass
 from types import CodeType
@@ -23,6 +24,9 @@ MAX_SOURCE_BYTES = 256 * 1024
 MAX_AST_NODES = 50_000
 MAX_NESTING = 60
 MAX_OPERATORS_PER_STATEMENT = 1000
+# CPython 3.11's AST conversion keeps its recursion depth in state shared by threads (gh-106905):
+# two parses at once can fail with SystemError, so skills are parsed one at a time.
+_PARSER = threading.Lock()
 ENTRY_POINTS = ("handler", "on_failure")
 
 _FORBIDDEN = {
@@ -59,6 +63,11 @@ def compile_skill(source: str, filename: str = "<skill>") -> CompiledSkill:
         raise CompileError(f"code is over the limit of {MAX_SOURCE_BYTES} bytes")
     _check_bracket_depth(source)
     _check_operator_chains(source)
+    with _PARSER:
+        return _compile_checked(source, filename)
+
+
+def _compile_checked(source: str, filename: str) -> CompiledSkill:
     try:
         tree = ast.parse(source, filename)
     except SyntaxError as exc:

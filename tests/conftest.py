@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
+import pkgutil
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -12,6 +14,23 @@ import pytest
 from engine import Engine, ManualClock, SqlStore
 from engine.records import FINAL_STATUSES, Run
 from tests.support.recorder import Recorder
+
+
+def _import_anyio_eagerly() -> None:
+    """pytest rewrites the modules of plugin packages (anyio is one) as they are imported, and
+    anyio imports some lazily, from whatever thread first needs them. Two threads parsing at
+    once trips a CPython 3.11 bug (gh-106905: "AST constructor recursion depth mismatch"), so
+    import them all now, on one thread."""
+    import anyio
+
+    for module in pkgutil.walk_packages(anyio.__path__, "anyio."):
+        try:
+            importlib.import_module(module.name)
+        except ImportError:  # optional backends (trio) that are not installed
+            pass
+
+
+_import_anyio_eagerly()
 
 
 @pytest.fixture

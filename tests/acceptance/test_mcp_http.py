@@ -20,6 +20,10 @@ TOKEN = "test-token-8c1f"
 SKILL = 'def handler(ctx, step):\n    return step.run("hi", lambda: "hello " + ctx.event["data"]["who"])\n'
 
 
+def serve_command(home: Path, *options: str) -> list[str]:
+    return [sys.executable, "-m", "mcp_server", "--home", str(home), "serve", "--http", *options]
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

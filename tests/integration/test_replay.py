@@ -73,7 +73,7 @@ async def test_changed_op_on_replay_is_a_clear_nondeterminism_failure(
     assert steps[0].op == "sleep"
     from sqlalchemy import update
 
-    from engine.sql_store import steps as steps_table
+    from engine.schema import steps as steps_table
 
     with manual_engine.store.sa_engine.begin() as connection:
         connection.execute(update(steps_table).where(steps_table.c.run_id == run.id).values(op="run"))

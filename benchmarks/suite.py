@@ -1,0 +1,87 @@
+"""What is measured, how often, and how repetitions become the figures in the report.
+
+Every engine measured is a `Contender`; stepkeeper is always the first. A `--compare` option
+would add a second one (say DBOS) here, and each figure would gain a column under its name.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from benchmarks import baseline
+from benchmarks.report import Figure
+
+
+@dataclass(frozen=True)
+class Sizes:
+    steps: int  # steps in the one long run
+    runs: int  # runs of 5 steps started together
+    latency_samples: int  # events sent one at a time
+    commits: int  # bare SQLite commits for the baseline
+
+
+QUICK = Sizes(steps=300, runs=200, latency_samples=50, commits=300)
+FULL = Sizes(steps=1000, runs=500, latency_samples=100, commits=1000)
+
+
+class Contender(Protocol):
+    name: str
+
+    async def step_overhead_ms(self, steps: int) -> float: ...
+
+    async def throughput_runs_per_s(self, runs: int) -> float: ...
+
+    async def start_latencies_ms(self, samples: int) -> list[float]: ...
+
+
+@dataclass
+class Samples:
+    """One value per repetition for each figure, keyed by figure name, then engine name."""
+
+    values: dict[str, dict[str, list[float]]] = field(default_factory=dict)
+
+    def add(self, figure: str, engine: str, value: float) -> None:
+        self.values.setdefault(figure, {}).setdefault(engine, []).append(value)
+
+    def medians(self, figure: str) -> dict[str, float]:
+        return {engine: statistics.median(values) for engine, values in self.values[figure].items()}
+
+
+async def measure(contenders: Sequence[Contender], sizes: Sizes, repeat: int) -> Samples:
+    """Every figure `repeat` times, each time on fresh databases; the floor before each round."""
+    samples = Samples()
+    for _ in range(repeat):
+        samples.add(baseline.NAME, "baseline", baseline.sqlite_commit_ms(sizes.commits))
+        for contender in contenders:
+            await measure_once(contender, sizes, samples)
+    return samples
+
+
+async def measure_once(contender: Contender, sizes: Sizes, samples: Samples) -> None:
+    name = contender.name
+    samples.add("step_overhead_ms", name, await contender.step_overhead_ms(sizes.steps))
+    samples.add("throughput_runs_per_s", name, await contender.throughput_runs_per_s(sizes.runs))
+    latencies = await contender.start_latencies_ms(sizes.latency_samples)
+    samples.add("start_latency_p50_ms", name, statistics.median(latencies))
+    samples.add("start_latency_p99_ms", name, percentile(latencies, 99))
+
+
+def figures(samples: Samples) -> list[Figure]:
+    """The medians as the report's rows; the per-step cost is set beside the SQLite floor."""
+    floor = samples.medians(baseline.NAME)["baseline"]
+    return [
+        Figure("step_overhead_ms", "ms", samples.medians("step_overhead_ms"), floor, baseline.NAME),
+        Figure("throughput_runs_per_s", "runs/s", samples.medians("throughput_runs_per_s")),
+        Figure("start_latency_p50_ms", "ms", samples.medians("start_latency_p50_ms")),
+        Figure("start_latency_p99_ms", "ms", samples.medians("start_latency_p99_ms")),
+    ]
+
+
+def percentile(values: Sequence[float], rank: int) -> float:
+    """The `rank`-th percentile, interpolated between the closest samples."""
+    if len(values) == 1:
+        return values[0]
+    return statistics.quantiles(values, n=100, method="inclusive")[rank - 1]

@@ -1,0 +1,150 @@
+"""Statements that run inside the store's write transactions (called by `SqlStore` only)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import bindparam, exists, insert, select, update
+from sqlalchemy.engine import Connection
+
+from engine.jsonutil import dumps
+from engine.records import PENDING_STEP, Event, EventRoute, Run, Step, StepResolution
+from engine.schema import events, runs, steps
+from engine.store_rows import event_to_row, run_to_row, step_to_row
+
+
+def insert_event(connection: Connection, item: Event) -> bool:
+    exists = connection.execute(select(events.c.id).where(events.c.id == item.id)).first()
+    if exists is not None:
+        return False
+    connection.execute(insert(events).values(event_to_row(item)))
+    return True
+
+
+def apply_route(connection: Connection, route: EventRoute, now: float) -> bool:
+    marked = connection.execute(
+        update(events)
+        .where(events.c.id == route.event_id, events.c.processed_at.is_(None))
+        .values(processed_at=now)
+    )
+    if marked.rowcount != 1:
+        return False  # another engine routed it first
+    insert_runs(connection, route.new_runs)
+    for resolution in route.resolutions:
+        resolve_step(connection, resolution, now)
+    return True
+
+
+def insert_runs(connection: Connection, new_runs: list[Run]) -> None:
+    if new_runs:
+        connection.execute(insert(runs), [run_to_row(run) for run in new_runs])
+
+
+# Hot-path statements are built once with bind parameters, so SQLAlchemy compiles each once.
+OWNER_OF = select(runs.c.status, runs.c.lease_owner).where(runs.c.id == bindparam("run_id"))
+_INSERT_STEP = insert(steps)
+_STEP_VALUE_COLUMNS = [c.name for c in steps.columns if c.name not in ("run_id", "key")]
+_UPDATE_STEP = (
+    update(steps)
+    .where(steps.c.run_id == bindparam("where_run_id"), steps.c.key == bindparam("where_key"))
+    .values({name: bindparam(name) for name in _STEP_VALUE_COLUMNS})
+)
+_RELEASE = (
+    update(runs)
+    .where(runs.c.id == bindparam("run_id"))
+    .values(
+        status=bindparam("status"),
+        wake_at=bindparam("wake_at"),
+        lease_owner=None,
+        lease_expires_at=None,
+        updated_at=bindparam("now"),
+    )
+)
+
+
+_STEP_COLUMNS = [c.name for c in steps.columns]
+_INSERT_STEP_IF_OWNED = insert(steps).from_select(
+    _STEP_COLUMNS,
+    select(*[bindparam(name, type_=steps.c[name].type) for name in _STEP_COLUMNS]).where(
+        exists().where(
+            runs.c.id == bindparam("run_id"),
+            runs.c.status == "running",
+            runs.c.lease_owner == bindparam("owner"),
+        )
+    ),
+)
+
+
+def insert_step_if_owned(connection: Connection, step: Step, owner: str) -> bool:
+    row = step_to_row(step)
+    row["owner"] = owner
+    return execute_compiled(connection, _INSERT_STEP_IF_OWNED, row) == 1
+
+
+_COMPILED: dict[tuple[int, str], tuple[str, tuple[str, ...] | None, dict[str, Any]]] = {}
+
+
+def execute_compiled(connection: Connection, statement: Any, params: dict[str, Any]) -> int:
+    """Run a hot-path statement on the driver's cursor, compiled once per dialect.
+
+    SQLAlchemy still writes the SQL (so it stays portable); this skips its per-execution
+    bookkeeping, which costs more than the SQLite insert itself. Returns the row count.
+    """
+    dialect = connection.dialect
+    key = (id(statement), dialect.name)
+    found = _COMPILED.get(key)
+    if found is None:
+        compiled = statement.compile(dialect=dialect)
+        order = tuple(compiled.positiontup) if dialect.positional and compiled.positiontup else None
+        found = _COMPILED[key] = (compiled.string, order, dict(compiled.params))  # + literal binds
+    sql, order, defaults = found
+    values = {**defaults, **params}
+    cursor = connection.connection.driver_connection.cursor()
+    try:
+        cursor.execute(sql, tuple(values[name] for name in order) if order is not None else values)
+        return cursor.rowcount
+    finally:
+        cursor.close()
+
+
+def owns(connection: Connection, run_id: str, owner: str) -> bool:
+    row = connection.execute(OWNER_OF, {"run_id": run_id}).first()
+    return row is not None and row[0] == "running" and row[1] == owner
+
+
+def release(connection: Connection, run_id: str, *, status: str, wake_at: float | None, now: float) -> None:
+    connection.execute(_RELEASE, {"run_id": run_id, "status": status, "wake_at": wake_at, "now": now})
+
+
+def write_step(connection: Connection, step: Step, *, replaces: bool) -> None:
+    row = step_to_row(step)
+    if replaces:  # a pending step (sleep, wait, invoke) that now ends or is re-recorded
+        row["where_run_id"], row["where_key"] = row.pop("run_id"), row.pop("key")
+        if connection.execute(_UPDATE_STEP, row).rowcount == 1:
+            return
+        row["run_id"], row["key"] = row.pop("where_run_id"), row.pop("where_key")
+    connection.execute(_INSERT_STEP, row)
+
+
+def resolve_step(connection: Connection, resolution: StepResolution, now: float) -> None:
+    """End a pending step and queue its run, unless something else ended it first."""
+    result = connection.execute(
+        update(steps)
+        .where(
+            steps.c.run_id == resolution.run_id,
+            steps.c.key == resolution.key,
+            steps.c.status.in_(PENDING_STEP),
+        )
+        .values(
+            status=resolution.status,
+            output=dumps(resolution.output),
+            error=None if resolution.error is None else dumps(resolution.error),
+            ended_at=now,
+        )
+    )
+    if result.rowcount == 1:
+        connection.execute(
+            update(runs)
+            .where(runs.c.id == resolution.run_id, runs.c.status.in_(PENDING_STEP))
+            .values(status="queued", wake_at=now, updated_at=now)
+        )

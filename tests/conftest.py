@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
 import pkgutil
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -24,10 +25,8 @@ def _import_anyio_eagerly() -> None:
     import anyio
 
     for module in pkgutil.walk_packages(anyio.__path__, "anyio."):
-        try:
+        with contextlib.suppress(ImportError):  # optional backends (trio) that are not installed
             importlib.import_module(module.name)
-        except ImportError:  # optional backends (trio) that are not installed
-            pass
 
 
 _import_anyio_eagerly()

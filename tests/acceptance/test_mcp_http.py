@@ -33,17 +33,7 @@ def free_port() -> int:
 @pytest.fixture
 def http_server(tmp_path: Path) -> Iterator[str]:
     port = free_port()
-    command = [
-        sys.executable,
-        "-m",
-        "mcp_server",
-        "--home",
-        str(tmp_path),
-        "serve",
-        "--http",
-        "--port",
-        str(port),
-    ]
+    command = serve_command(tmp_path, "--port", str(port))
     log = (tmp_path / "server.log").open("wb")
     process = subprocess.Popen(
         command, stdout=log, stderr=subprocess.STDOUT, env={"STEPKEEPER_TOKEN": TOKEN, "PATH": ""}
@@ -88,17 +78,7 @@ def test_requests_without_the_token_or_from_a_foreign_host_are_refused(http_serv
 
 
 def test_binding_beyond_loopback_needs_a_token(tmp_path: Path) -> None:
-    command = [
-        sys.executable,
-        "-m",
-        "mcp_server",
-        "--home",
-        str(tmp_path),
-        "serve",
-        "--http",
-        "--host",
-        "0.0.0.0",
-    ]
+    command = serve_command(tmp_path, "--host", "0.0.0.0")
     result = subprocess.run(command, capture_output=True, text=True, timeout=30, env={"PATH": ""})
     assert result.returncode == 2
     assert "without a token" in result.stderr

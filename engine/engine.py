@@ -45,7 +45,7 @@ from engine.skills import (
 from engine.store import Store
 from engine.trace import build_trace
 from sandbox.errors import CompileError
-from sandbox.inprocess import InProcessRunner
+from sandbox.process_runner import ProcessRunner
 from sandbox.runner import SkillRunner
 
 log = logging.getLogger(__name__)
@@ -93,9 +93,10 @@ class Engine:
         poll_seconds: float = POLL_SECONDS,
         http_allow: list[str] | None = None,
         secrets: dict[str, str] | None = None,
+        workers: int = 2,
     ) -> None:
         self.store = store
-        self.runner = runner or InProcessRunner()
+        self.runner = runner or ProcessRunner(warm=workers)  # `workers`: pre-forked, kept ready
         self.clock = clock or SystemClock()
         self.rt = Runtime(
             store=store,

@@ -48,6 +48,7 @@ class Settings:
         # Activations are threads blocked on I/O most of the time: allow several per worker.
         return Engine(
             SqlStore(self.url),
+            workers=self.workers,
             concurrency=max(4, self.workers * 8),
             http_allow=self.http_allow,
             secrets=self.secrets,

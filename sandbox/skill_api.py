@@ -75,7 +75,7 @@ class Step(Capability):
             )
         if not callable(fn):
             raise NonRetriableError(f"step.run({step_id!r}, fn): fn must be a function or lambda")
-        self._host.notify({"op": p.OP_STEP_START, "key": key})
+        self._host.notify({"op": p.OP_STEP_START, "key": key, "id": step_id})
         self._in_step = True
         try:
             output = _plain_json(fn(*args))

@@ -1,0 +1,231 @@
+"""The runner the engine uses: every activation in its own confined, pre-forked worker process.
+
+The engine side relays the worker's requests to the `Host` and enforces what the worker cannot
+be trusted to: a wall-clock budget (time spent in host calls does not count), a cap on messages
+and their size, the shape of every request and outcome. Whatever the worker does (dies, hangs,
+floods, breaks the protocol), the activation ends with a clear error: inside a step body it is a
+failed attempt of that step, under the step's retry rules; elsewhere a failure of the handler.
+"""
+
+from __future__ import annotations
+
+import base64
+import marshal
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from sandbox import protocol as p
+from sandbox.channel import ChannelClosed, ChannelError
+from sandbox.errors import CompileError
+from sandbox.inbound import ProtocolViolation, check_outcome, check_request
+from sandbox.limits import MAX_CALLS_PER_ACTIVATION, WorkerLimits
+from sandbox.policy import compile_skill
+from sandbox.pool import PoolUnavailable, Worker, WorkerPool
+from sandbox.runner import PreparedSkill
+
+COMPILE_SECONDS = 10.0
+
+
+@dataclass
+class _Lost:
+    """The worker went away inside step `key`, whose failure the host stored for good."""
+
+    key: str
+    error: dict[str, Any]
+
+
+class ProcessRunner:
+    def __init__(self, limits: WorkerLimits | None = None, warm: int = 2) -> None:
+        self.limits = limits or WorkerLimits()
+        self.pool = WorkerPool(self.limits, warm=warm)
+
+    def start(self) -> None:
+        self.pool.start()
+
+    def close(self) -> None:
+        self.pool.close()
+
+    # registration --------------------------------------------------------------------------
+
+    def prepare(self, source: str) -> PreparedSkill:
+        """Validate in a worker first (a compiler crash or hang costs a worker, not the engine),
+        then compile here the code that workers will run."""
+        reply = self._validate(source)
+        if "compile_error" in reply:
+            error = reply["compile_error"]
+            raise CompileError(str(error.get("message")), error.get("line"), error.get("column"))
+        compiled = compile_skill(source)
+        return PreparedSkill(
+            source=source,
+            has_on_failure=compiled.has_on_failure,
+            warnings=compiled.warnings,
+            compiled=base64.b64encode(marshal.dumps(compiled.code)).decode(),
+        )
+
+    def _validate(self, source: str) -> dict[str, Any]:
+        worker = self.pool.acquire()
+        try:
+            worker.channel.send({"cmd": "compile", "source": source})
+            reply = worker.channel.receive(timeout=COMPILE_SECONDS)
+        except TimeoutError:
+            raise CompileError(f"compiling took longer than {COMPILE_SECONDS:g} s") from None
+        except ChannelClosed:
+            raise CompileError(f"the compiler's worker process {self._why(worker)}") from None
+        finally:
+            self.pool.release(worker)
+        if not isinstance(reply, dict) or not ({"compiled", "compile_error"} & set(reply)):
+            raise CompileError("the compiler's worker sent a malformed reply")
+        return reply
+
+    # activations ---------------------------------------------------------------------------
+
+    def run(self, skill: PreparedSkill, activation: dict[str, Any], host: p.Host) -> p.Message:
+        memo = dict(activation.get("memo") or {})
+        while True:
+            result = self._activate(skill, {**activation, "memo": memo}, host)
+            if not isinstance(result, _Lost):
+                return result
+            # The step failed for good when its worker died: replay so the handler sees StepError.
+            memo[result.key] = {"op": "run", "status": "failed", "output": None, "error": result.error}
+
+    def _activate(self, skill: PreparedSkill, activation: dict[str, Any], host: p.Host) -> p.Message | _Lost:
+        try:
+            worker = self.pool.acquire()
+        except PoolUnavailable as exc:
+            return _handler_failed("SandboxUnavailable", str(exc))
+        try:
+            return Relay(self, worker, host).run(
+                {"cmd": "run", "code": skill.compiled, "activation": activation}
+            )
+        finally:
+            self.pool.release(worker)
+
+    def _why(self, worker: Worker) -> str:
+        status = self.pool.exit_status(worker.pid)
+        return status.describe() if status is not None else "went away"
+
+    def describe_death(self, worker: Worker) -> str:
+        status = self.pool.exit_status(worker.pid)
+        if status is not None and status.signal is not None and status.signal in _CPU_SIGNALS:
+            return f"CPU time limit of {self.limits.cpu_seconds} s exceeded"
+        return f"the worker process {status.describe() if status else 'went away'}"
+
+
+_CPU_SIGNALS = {24}  # SIGXCPU; the hard limit's SIGKILL a second later is indistinguishable
+
+
+class Relay:
+    """One activation: the worker's messages relayed to the host until an outcome or a loss."""
+
+    def __init__(self, runner: ProcessRunner, worker: Worker, host: p.Host) -> None:
+        self.runner = runner
+        self.worker = worker
+        self.host = host
+        self.budget = runner.limits.wall_seconds
+        self.calls = 0
+        self.step: tuple[str, str] | None = None  # (key, id) of the step body now running
+
+    def run(self, command: dict[str, Any]) -> p.Message | _Lost:
+        try:
+            self.worker.channel.send(command)
+        except ChannelClosed:
+            return self._lost(self.runner.describe_death(self.worker))
+        while True:
+            try:
+                message = self._receive()
+            except TimeoutError:
+                return self._lost(f"wall-clock limit of {self.runner.limits.wall_seconds:g} s exceeded")
+            except ChannelClosed:
+                return self._lost(self.runner.describe_death(self.worker))
+            except (ChannelError, ProtocolViolation) as exc:
+                return self._lost(f"the worker broke the protocol: {exc}")
+            try:
+                result = self._handle(message)
+            except ProtocolViolation as exc:
+                return self._lost(f"the worker broke the protocol: {exc}")
+            if result is not None:
+                return result
+
+    def _receive(self) -> Any:
+        started = time.monotonic()
+        message = self.worker.channel.receive(timeout=max(self.budget, 0.001))
+        self.budget -= time.monotonic() - started
+        self.calls += 1
+        if self.calls > MAX_CALLS_PER_ACTIVATION:
+            raise ProtocolViolation(f"more than {MAX_CALLS_PER_ACTIVATION} messages in one activation")
+        if not isinstance(message, dict) or len(message) != 1:
+            raise ProtocolViolation("a message must be an object with one of call, notify, outcome")
+        return message
+
+    def _handle(self, message: dict[str, Any]) -> p.Message | None:
+        if "outcome" in message:
+            return check_outcome(message["outcome"])
+        if "notify" in message:
+            request = check_request(message["notify"], one_way=True)
+            if request["op"] == p.OP_STEP_START:
+                self.step = (request["key"], request.get("id") or request["key"])
+            self._call_host(request, one_way=True)
+            return None
+        if "call" not in message:
+            raise ProtocolViolation("a message must be an object with one of call, notify, outcome")
+        request = check_request(message["call"], one_way=False)
+        reply = self._call_host(request)
+        if request["op"] == p.OP_STEP:
+            self.step = None
+        action = reply.get("action")
+        if action in ("suspend", "retry"):  # recorded by the host; the worker is ended, not told
+            return {"status": "suspended"}
+        if action == "abort":
+            return {"status": "aborted", "reason": str(reply.get("reason", "aborted"))}
+        try:
+            self.worker.channel.send(reply)
+        except ChannelClosed:
+            return self._lost(self.runner.describe_death(self.worker))
+        return None
+
+    def _call_host(self, request: dict[str, Any], *, one_way: bool = False) -> p.Message:
+        # The host's handlers read the fields they need; a field of the wrong kind from a
+        # hostile worker must end this activation, not the engine thread that runs it.
+        try:
+            if one_way:
+                self.host.notify(request)
+                return {}
+            return self.host.call(request)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise ProtocolViolation(
+                f"a malformed {request['op']!r} request ({type(exc).__name__}: {exc})"
+            ) from exc
+
+    def _lost(self, reason: str) -> p.Message | _Lost:
+        """The worker is gone or misbehaved: fail the step it was in, or else the handler."""
+        if self.step is None:
+            return _handler_failed("WorkerError", reason)
+        key, step_id = self.step
+        error = {"type": "WorkerError", "message": reason}
+        failure = {
+            "op": p.OP_STEP,
+            "key": key,
+            "id": step_id,
+            "status": "error",
+            "error": error,
+            "retriable": True,
+        }
+        reply = self.host.call(failure)
+        action = reply.get("action")
+        if action in ("suspend", "retry"):
+            return {"status": "suspended"}
+        if action == "raise":
+            return _Lost(key, reply.get("error") or error)
+        if action == "abort":
+            return {"status": "aborted", "reason": str(reply.get("reason", "aborted"))}
+        return _handler_failed("WorkerError", reason)
+
+
+def _handler_failed(error_type: str, message: str) -> p.Message:
+    return {
+        "status": "failed",
+        "error": {"type": error_type, "message": message},
+        "retriable": True,
+        "retry_after": None,
+    }

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from sandbox import limits as sandbox_limits
+
 KIB = 1024
 MIB = 1024 * KIB
 
@@ -15,8 +17,8 @@ MAX_STEP_INPUT_BYTES = 64 * KIB  # a step's arguments as kept in the trace; larg
 MAX_RUN_OUTPUT_BYTES = 1 * MIB
 MAX_STEPS_PER_RUN = 10_000
 MAX_STEP_ID_CHARS = 200
-MAX_LOG_MESSAGE_CHARS = 8 * KIB
-MAX_LOGS_PER_RUN = 1000
+MAX_LOG_MESSAGE_CHARS = sandbox_limits.MAX_LOG_CHARS
+MAX_LOGS_PER_RUN = sandbox_limits.MAX_LOGS_PER_ACTIVATION  # per activation, despite the name
 MAX_TRIGGERS = 20
 MAX_RETRIES = 20
 DEFAULT_RETRIES = 4

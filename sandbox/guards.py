@@ -25,6 +25,7 @@ from sandbox import errors
 MAX_RANGE = 1_000_000
 MAX_REPEAT_CHARS = 10_000_000
 MAX_POW_BITS = 100_000
+MAX_PRINTED_CHARS = 64 * 1024
 
 _PLAIN_TYPES = (str, bytes, int, float, bool, list, dict, tuple, set, frozenset, type(None))
 _VALUE_TYPES = (dt.datetime, dt.date, dt.time, dt.timedelta, dt.timezone)
@@ -80,7 +81,7 @@ def safe_pow(base: Any, exponent: Any, modulo: Any = None) -> Any:
     return pow(base, exponent) if modulo is None else pow(base, exponent, modulo)
 
 
-def _checked_mult(left: Any, right: Any) -> Any:
+def checked_mult(left: Any, right: Any) -> Any:
     for seq, count in ((left, right), (right, left)):
         repeated = isinstance(seq, str | bytes | list | tuple) and isinstance(count, int)
         if repeated and len(seq) * count > MAX_REPEAT_CHARS:
@@ -88,14 +89,21 @@ def _checked_mult(left: Any, right: Any) -> Any:
     return operator.mul(left, right)
 
 
+def checked_lshift(left: Any, right: Any) -> Any:
+    if isinstance(left, int) and isinstance(right, int) and right > MAX_POW_BITS:
+        raise ValueError("shift result would be too large")
+    return operator.lshift(left, right)
+
+
 _INPLACE: dict[str, Callable[[Any, Any], Any]] = {
     "+=": operator.add,
     "-=": operator.sub,
-    "*=": _checked_mult,
+    "*=": checked_mult,
     "/=": operator.truediv,
     "//=": operator.floordiv,
     "%=": operator.mod,
     "**=": safe_pow,
+    "<<=": checked_lshift,
     "|=": operator.or_,
     "&=": operator.and_,
     "^=": operator.xor,
@@ -181,6 +189,20 @@ def skill_builtins() -> dict[str, Any]:
     return table
 
 
+class BoundedPrintCollector(PrintCollector):
+    """`print` in skill code: collected for `printed`, and capped, so it cannot fill memory."""
+
+    def __init__(self, _getattr_: Any = None) -> None:
+        super().__init__(_getattr_)
+        self.room = MAX_PRINTED_CHARS
+
+    def write(self, text: str) -> None:
+        kept = str(text)[: max(self.room, 0)]
+        self.room -= len(kept)
+        if kept:
+            self.txt.append(kept)
+
+
 def restricted_globals() -> dict[str, Any]:
     """The names RestrictedPython's rewritten code calls into, bound to our guards."""
     return {
@@ -194,5 +216,8 @@ def restricted_globals() -> dict[str, Any]:
         "_write_": full_write_guard,
         "_inplacevar_": inplace_var,
         "_apply_": _guarded_apply,
-        "_print_": PrintCollector,
+        "_print_": BoundedPrintCollector,
+        "_mult_": checked_mult,
+        "_pow_": safe_pow,
+        "_lshift_": checked_lshift,
     }

@@ -10,6 +10,8 @@ MIB = 1024 * KIB
 MAX_RESULT_BYTES = 1 * MIB  # a handler's or step's result, as JSON (checked in the worker and the engine)
 MAX_MESSAGE_BYTES = MAX_RESULT_BYTES + 64 * KIB  # one message from a worker: a result plus its envelope
 MAX_ACTIVATION_BYTES = 64 * MIB  # one message to a worker: the activation with its step history
+MAX_LOGS_PER_ACTIVATION = 1000  # further log lines are dropped in the worker
+MAX_LOG_CHARS = 8 * KIB  # one log line
 MAX_CALLS_PER_ACTIVATION = 20_000  # messages a worker may send in one activation
 
 

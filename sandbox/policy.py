@@ -16,7 +16,7 @@ import tokenize
 from dataclasses import dataclass
 from types import CodeType
 
-from RestrictedPython import compile_restricted_exec
+from RestrictedPython import RestrictingNodeTransformer, compile_restricted_exec
 
 from sandbox.errors import CompileError
 
@@ -55,6 +55,23 @@ class CompiledSkill:
     warnings: tuple[str, ...]
 
 
+# Binary operators whose result size the operands choose: routed through a bounded guard.
+GUARDED_OPERATORS = {ast.Mult: "_mult_", ast.Pow: "_pow_", ast.LShift: "_lshift_"}
+
+
+class SkillTransformer(RestrictingNodeTransformer):
+    """RestrictedPython's transformer, plus `a * b`, `a ** b` and `a << b` as guard calls
+    (RestrictedPython guards only their in-place forms), so `'a' * 10**10` is refused, not built."""
+
+    def visit_BinOp(self, node: ast.BinOp) -> ast.AST:
+        node = self.node_contents_visit(node)
+        guard = GUARDED_OPERATORS.get(type(node.op))
+        if guard is None:
+            return node
+        call = ast.Call(func=ast.Name(guard, ast.Load()), args=[node.left, node.right], keywords=[])
+        return ast.fix_missing_locations(ast.copy_location(call, node))
+
+
 def compile_skill(source: str, filename: str = "<skill>") -> CompiledSkill:
     """Check and compile skill source; raises CompileError with line and column."""
     if not isinstance(source, str):
@@ -76,7 +93,7 @@ def _compile_checked(source: str, filename: str) -> CompiledSkill:
         raise CompileError("code is nested too deeply") from None
     _check_tree(tree)
     functions = _entry_points(tree)
-    result = compile_restricted_exec(source, filename)
+    result = compile_restricted_exec(source, filename, policy=SkillTransformer)
     if result.errors:
         raise _restricted_error(result.errors[0])
     return CompiledSkill(

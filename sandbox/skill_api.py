@@ -21,6 +21,7 @@ from sandbox.errors import (
     Suspend,
 )
 from sandbox.guards import Capability
+from sandbox.limits import MAX_LOG_CHARS, MAX_LOGS_PER_ACTIVATION, MAX_RESULT_BYTES
 
 MAX_STEP_ID_CHARS = 200
 
@@ -219,10 +220,14 @@ class Logger(Capability):
     def __init__(self, host: p.Host, step: Step) -> None:
         self._host = host
         self._step = step
+        self._room = MAX_LOGS_PER_ACTIVATION
 
     def _log(self, level: str, message: Any) -> None:
-        if not self._step.replaying:  # logs of replayed code were recorded the first time
-            self._host.notify({"op": p.OP_LOG, "level": level, "message": str(message)})
+        if self._step.replaying or self._room <= 0:  # replayed logs were recorded the first time
+            return
+        self._room -= 1
+        text = str(message)[:MAX_LOG_CHARS]
+        self._host.notify({"op": p.OP_LOG, "level": level, "message": text})
 
     def info(self, message: Any) -> None:
         self._log("info", message)
@@ -341,11 +346,16 @@ def _http_error(error: dict[str, Any]) -> Exception:
 def _plain_json(value: Any) -> Any:
     """A step's result as JSON will store it (so first run and replay return the same thing)."""
     try:
-        return json.loads(json.dumps(value, allow_nan=False))
-    except (TypeError, ValueError) as exc:
+        text = json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError, RecursionError) as exc:
         raise NonRetriableError(
             f"a step must return plain JSON (dict, list, str, number, bool, None): {exc}"
         ) from None
+    if len(text) > MAX_RESULT_BYTES:  # characters: a lower bound of the encoded size
+        raise NonRetriableError(
+            f"a step's result is {len(text)} characters, over the limit of {MAX_RESULT_BYTES}"
+        )
+    return json.loads(text)
 
 
 def _plain_args(args: tuple[Any, ...]) -> Any:

@@ -21,7 +21,7 @@ from sandbox.errors import CompileError
 from sandbox.inbound import ProtocolViolation, check_outcome, check_request
 from sandbox.limits import MAX_CALLS_PER_ACTIVATION, WorkerLimits
 from sandbox.policy import compile_skill
-from sandbox.pool import PoolUnavailable, Worker, WorkerPool
+from sandbox.pool import WORKER_ENTRY, PoolUnavailable, Worker, WorkerPool
 from sandbox.runner import PreparedSkill
 
 COMPILE_SECONDS = 10.0
@@ -36,9 +36,9 @@ class _Lost:
 
 
 class ProcessRunner:
-    def __init__(self, limits: WorkerLimits | None = None, warm: int = 2) -> None:
+    def __init__(self, limits: WorkerLimits | None = None, warm: int = 2, entry: str = WORKER_ENTRY) -> None:
         self.limits = limits or WorkerLimits()
-        self.pool = WorkerPool(self.limits, warm=warm)
+        self.pool = WorkerPool(self.limits, warm=warm, entry=entry)
 
     def start(self) -> None:
         self.pool.start()

@@ -14,7 +14,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from benchmarks import baseline, report, suite
+from benchmarks import baseline, report, sandbox, suite
 from benchmarks.workloads import Stepkeeper
 
 
@@ -43,7 +43,9 @@ def main(argv: list[str] | None = None) -> int:
     samples = asyncio.run(suite.measure([Stepkeeper()], sizes, repeat))
     figures = suite.figures(samples)
     elapsed = time.perf_counter() - started
-    print(report.table(figures, {baseline.NAME: baseline.DESCRIPTION}))
+    print(
+        report.table(figures, {baseline.NAME: baseline.DESCRIPTION, sandbox.IN_PROCESS: sandbox.DESCRIPTION})
+    )
     print(f"{mode} mode, median of {repeat}, {elapsed:.0f} s")
     if args.json:
         meta = {**report.machine(), "mode": mode, "repeat": repeat, "sizes": asdict(sizes)}

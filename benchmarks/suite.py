@@ -6,12 +6,13 @@ would add a second one (say DBOS) here, and each figure would gain a column unde
 
 from __future__ import annotations
 
+import asyncio
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from benchmarks import baseline
+from benchmarks import baseline, sandbox
 from benchmarks.report import Figure
 
 
@@ -21,10 +22,11 @@ class Sizes:
     runs: int  # runs of 5 steps started together
     latency_samples: int  # events sent one at a time
     commits: int  # bare SQLite commits for the baseline
+    invocations: int  # trivial skills run through the sandbox one after another
 
 
-QUICK = Sizes(steps=300, runs=200, latency_samples=50, commits=300)
-FULL = Sizes(steps=1000, runs=500, latency_samples=100, commits=1000)
+QUICK = Sizes(steps=300, runs=200, latency_samples=50, commits=300, invocations=100)
+FULL = Sizes(steps=1000, runs=500, latency_samples=100, commits=1000, invocations=300)
 
 
 class Contender(Protocol):
@@ -57,7 +59,16 @@ async def measure(contenders: Sequence[Contender], sizes: Sizes, repeat: int) ->
         samples.add(baseline.NAME, "baseline", baseline.sqlite_commit_ms(sizes.commits))
         for contender in contenders:
             await measure_once(contender, sizes, samples)
+        await measure_sandbox(sizes, samples)
     return samples
+
+
+async def measure_sandbox(sizes: Sizes, samples: Samples) -> None:
+    found = await asyncio.to_thread(sandbox.measure, sizes.invocations, sizes.steps)
+    samples.add("sandbox_invocation_p50_ms", "stepkeeper", statistics.median(found["invocations"]))
+    samples.add("sandbox_invocation_p99_ms", "stepkeeper", percentile(found["invocations"], 99))
+    samples.add("sandbox_step_round_trip_ms", "stepkeeper", found["round_trip"])
+    samples.add(sandbox.IN_PROCESS, "baseline", found["in_process"])
 
 
 async def measure_once(contender: Contender, sizes: Sizes, samples: Samples) -> None:
@@ -77,6 +88,15 @@ def figures(samples: Samples) -> list[Figure]:
         Figure("throughput_runs_per_s", "runs/s", samples.medians("throughput_runs_per_s")),
         Figure("start_latency_p50_ms", "ms", samples.medians("start_latency_p50_ms")),
         Figure("start_latency_p99_ms", "ms", samples.medians("start_latency_p99_ms")),
+        Figure(
+            "sandbox_invocation_p50_ms",
+            "ms",
+            samples.medians("sandbox_invocation_p50_ms"),
+            samples.medians(sandbox.IN_PROCESS)["baseline"],
+            sandbox.IN_PROCESS,
+        ),
+        Figure("sandbox_invocation_p99_ms", "ms", samples.medians("sandbox_invocation_p99_ms")),
+        Figure("sandbox_step_round_trip_ms", "ms", samples.medians("sandbox_step_round_trip_ms")),
     ]
 
 

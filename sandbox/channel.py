@@ -13,6 +13,7 @@ import struct
 from typing import Any
 
 _HEADER = struct.Struct(">I")
+_READ_SIZE = 64 * 1024
 
 
 class ChannelError(Exception):
@@ -27,9 +28,11 @@ class Channel:
     def __init__(self, sock: socket.socket, max_incoming: int) -> None:
         self.sock = sock
         self.max_incoming = max_incoming
+        self._buffer = bytearray()
+        self._timeout: float | None = sock.gettimeout()
 
     def send(self, message: Any) -> None:
-        payload = json.dumps(message, allow_nan=False, separators=(",", ":")).encode()
+        payload = _ENCODER.encode(message).encode()
         try:
             self.sock.sendall(_HEADER.pack(len(payload)) + payload)
         except (BrokenPipeError, ConnectionResetError) as exc:
@@ -37,27 +40,31 @@ class Channel:
 
     def receive(self, timeout: float | None = None) -> Any:
         """The next message; `socket.timeout` (TimeoutError) when none arrives within `timeout`."""
-        self.sock.settimeout(timeout)
-        (size,) = _HEADER.unpack(self._read(_HEADER.size))
+        if timeout != self._timeout:  # a socket with a timeout polls before each read: set only when needed
+            self.sock.settimeout(timeout)
+            self._timeout = timeout
+        self._fill(_HEADER.size)
+        (size,) = _HEADER.unpack_from(self._buffer)
         if size > self.max_incoming:
             raise ChannelError(f"a message of {size} bytes is over the limit of {self.max_incoming}")
+        self._fill(_HEADER.size + size)
+        payload = bytes(self._buffer[_HEADER.size : _HEADER.size + size])
+        del self._buffer[: _HEADER.size + size]
         try:
-            return json.loads(self._read(size), parse_constant=_refuse_constant)
-        except (ValueError, RecursionError) as exc:
+            return _DECODER.decode(payload.decode())
+        except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
             raise ChannelError(f"a message is not valid JSON: {exc}") from exc
 
-    def _read(self, size: int) -> bytes:
-        view = memoryview(bytearray(size))
-        got = 0
-        while got < size:
+    def _fill(self, wanted: int) -> None:
+        """Read until the buffer holds `wanted` bytes; one read often brings a whole message."""
+        while len(self._buffer) < wanted:
             try:
-                count = self.sock.recv_into(view[got:], size - got)
+                chunk = self.sock.recv(max(_READ_SIZE, wanted - len(self._buffer)))
             except ConnectionResetError as exc:
                 raise ChannelClosed(str(exc)) from exc
-            if count == 0:
+            if not chunk:
                 raise ChannelClosed("the peer closed the channel")
-            got += count
-        return view.tobytes()
+            self._buffer += chunk
 
     def close(self) -> None:
         self.sock.close()
@@ -65,3 +72,7 @@ class Channel:
 
 def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
+
+
+_DECODER = json.JSONDecoder(parse_constant=_refuse_constant)
+_ENCODER = json.JSONEncoder(allow_nan=False, separators=(",", ":"))

@@ -43,4 +43,5 @@ class Host(Protocol):
 
 def error_dict(exc: BaseException) -> dict[str, str]:
     """An exception as it crosses the boundary: type name and message, never the object."""
-    return {"type": type(exc).__name__, "message": str(exc)[:4000]}
+    name = type(exc).__name__
+    return {"type": name, "message": str(exc)[:4000] or name}  # MemoryError() says nothing itself

@@ -201,9 +201,16 @@ ATTACKS = [
     A(
         "busy-loop-in-step",
         "cpu",
-        h("return step.run('spin', lambda: [1 for i in range(10**6) for j in range(10**6)])"),
+        "def spin():\n    while True:\n        pass\n\ndef handler(ctx, step):\n    return step.run('spin', spin)\n",
         "failed",
         "CPU time limit",
+    ),
+    A(
+        "comprehension-bomb-in-step",
+        "memory",
+        h("return step.run('big', lambda: [1 for i in range(10**6) for j in range(10**6)])"),
+        "failed",
+        "",  # MemoryError or the CPU limit, whichever comes first
     ),
     A("long-c-call", "cpu", h("return math.comb(10**7, 5 * 10**6) % 7"), "failed", "CPU time limit"),
     A("big-power", "cpu", h("return len(str(10 ** 10 ** 10))"), "failed", "too large"),

@@ -81,6 +81,8 @@ class WorkerPool:
         self._control: socket.socket | None = None
         self._zygote: subprocess.Popen[bytes] | None = None
         self._closed = False
+        self._pending = 0  # forks asked for and not yet arrived
+        self._waiting = 0  # callers of acquire() waiting for a worker
 
     # lifecycle -----------------------------------------------------------------------------
 
@@ -117,7 +119,8 @@ class WorkerPool:
         threading.Thread(
             target=self._read_control, args=(ours,), name="stepkeeper-zygote", daemon=True
         ).start()
-        self._request(self.warm)
+        self._pending = 0
+        self._top_up(self.warm)
 
     def close(self) -> None:
         with self._lock:
@@ -140,20 +143,27 @@ class WorkerPool:
     # workers -------------------------------------------------------------------------------
 
     def acquire(self) -> Worker:
+        """A ready worker; when demand outruns the spares, forks are asked for at once."""
         self.start()
+        with self._lock:
+            self._waiting += 1
+            self._top_up(self._waiting)
         try:
-            worker = self._spares.get(timeout=ACQUIRE_TIMEOUT_SECONDS)
+            return self._spares.get(timeout=ACQUIRE_TIMEOUT_SECONDS)
         except queue.Empty:
             raise PoolUnavailable(
                 f"no sandbox worker became ready within {ACQUIRE_TIMEOUT_SECONDS} s"
             ) from None
-        return worker
+        finally:
+            with self._lock:
+                self._waiting -= 1
 
     def release(self, worker: Worker) -> None:
-        """End a worker's process and fork its replacement. The replacement is asked for only
-        now, so the fork does not compete for the CPU with the activation it would serve."""
+        """End a worker's process and restore the spares. In steady use the replacement is
+        forked only now, so the fork does not compete with the activation it would serve."""
         worker.kill()
-        self._request(1)
+        with self._lock:
+            self._top_up(self.warm + self._waiting)
 
     def exit_status(self, pid: int, timeout: float = 2.0) -> ExitStatus | None:
         """How a worker ended, as the zygote reported it (None if no report came in time)."""
@@ -161,13 +171,14 @@ class WorkerPool:
             self._exited.wait_for(lambda: pid in self._exits, timeout=timeout)
             return self._exits.pop(pid, None)
 
-    def _request(self, count: int) -> None:
-        with self._lock:
-            control = self._control
-        if control is None:
+    def _top_up(self, wanted: int) -> None:
+        """Ask for forks until ready plus coming workers make `wanted` (caller holds the lock)."""
+        missing = wanted - self._spares.qsize() - self._pending
+        if missing <= 0 or self._control is None:
             return
+        self._pending += missing
         try:
-            control.send(json.dumps({"spawn": count}).encode())
+            self._control.send(json.dumps({"spawn": missing}).encode())
         except OSError as exc:
             log.warning("sandbox zygote is gone (%s); it restarts on the next activation", exc)
 
@@ -182,6 +193,8 @@ class WorkerPool:
                 return
             report = json.loads(data)
             if "spawned" in report and fds:
+                with self._lock:
+                    self._pending = max(0, self._pending - 1)
                 self._spares.put(Worker(report["spawned"], socket.socket(fileno=fds[0])))
             elif "exited" in report:
                 with self._exited:

@@ -28,6 +28,7 @@ from sandbox import protocol as p
 
 log = logging.getLogger(__name__)
 
+MAX_REPORTED_ELAPSED_SECONDS = 3600.0
 ABORT = {"action": "abort", "reason": "the run was cancelled or is no longer held by this engine"}
 CONTINUE = {"action": "continue"}
 
@@ -38,6 +39,13 @@ def _bounded_input(value: Any) -> Any:
     if size <= limits.MAX_STEP_INPUT_BYTES:
         return value
     return {"truncated": True, "bytes": size, "limit": limits.MAX_STEP_INPUT_BYTES}
+
+
+def _elapsed(value: Any) -> float:
+    """How long a step had run when its start notice was sent (the worker's word: trace only)."""
+    if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
+        return min(float(value), MAX_REPORTED_ELAPSED_SECONDS)
+    return 0.0
 
 
 def refuse(message: str) -> p.Message:
@@ -75,7 +83,7 @@ class ActivationHost:
 
     def notify(self, message: p.Message) -> None:
         if message.get("op") == p.OP_STEP_START:
-            self.started[message["key"]] = self.rt.clock.now()
+            self.started[message["key"]] = self.rt.clock.now() - _elapsed(message.get("elapsed"))
         elif message.get("op") == p.OP_LOG:
             self._log(message)
 

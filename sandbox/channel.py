@@ -32,9 +32,17 @@ class Channel:
         self._timeout: float | None = sock.gettimeout()
 
     def send(self, message: Any) -> None:
-        payload = _ENCODER.encode(message).encode()
+        self.send_all([message])
+
+    def send_all(self, messages: list[Any]) -> None:
+        """Send messages as consecutive frames in one write."""
+        frames = bytearray()
+        for message in messages:
+            payload = _ENCODER.encode(message).encode()
+            frames += _HEADER.pack(len(payload))
+            frames += payload
         try:
-            self.sock.sendall(_HEADER.pack(len(payload)) + payload)
+            self.sock.sendall(frames)
         except (BrokenPipeError, ConnectionResetError) as exc:
             raise ChannelClosed(str(exc)) from exc
 

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import base64
 import marshal
+import signal
 import socket
+import time
 from typing import Any
 
 from sandbox.channel import Channel
@@ -23,24 +25,59 @@ from sandbox.errors import CompileError, NonRetriableError
 from sandbox.execution import execute, failed
 from sandbox.limits import MAX_ACTIVATION_BYTES
 from sandbox.policy import compile_skill
-from sandbox.protocol import Message
+from sandbox.protocol import OP_STEP_START, Message
+
+START_NOTICE_DELAY = 0.002  # seconds a step body runs before its start notice goes out alone
 
 
 class ChannelHost:
-    """`sandbox.protocol.Host` over the channel to the engine."""
+    """`sandbox.protocol.Host` over the channel to the engine.
+
+    A step's start notice is held back and goes out with the step's result, in one write, so a
+    fast step costs one round trip, not a round trip and a notice. If the step body is still
+    running after `START_NOTICE_DELAY`, a timer sends the notice on its own, so the engine knows
+    which step it was in should the worker die there. The notice carries how long the step had
+    been running, for the trace.
+    """
 
     def __init__(self, channel: Channel) -> None:
         self.channel = channel
+        self._held: tuple[Message, float] | None = None
+        self._sending = False
+        signal.signal(signal.SIGALRM, self._on_timer)
 
     def call(self, message: Message) -> Message:
-        self.channel.send({"call": message})
+        self._send({"call": message})
         reply = self.channel.receive()
         if not isinstance(reply, dict):
             raise NonRetriableError("the engine sent a malformed reply")
         return reply
 
     def notify(self, message: Message) -> None:
-        self.channel.send({"notify": message})
+        if message.get("op") == OP_STEP_START:
+            self._held = (message, time.monotonic())
+            signal.setitimer(signal.ITIMER_REAL, START_NOTICE_DELAY)
+            return
+        self._send({"notify": message})
+
+    def _send(self, message: Message) -> None:
+        self._sending = True  # the timer must not write a frame into the middle of this one
+        try:
+            self.channel.send_all([*self._take_held(), message])
+        finally:
+            self._sending = False
+
+    def _take_held(self) -> list[Message]:
+        if self._held is None:
+            return []
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        notice, started = self._held
+        self._held = None
+        return [{"notify": {**notice, "elapsed": time.monotonic() - started}}]
+
+    def _on_timer(self, signum: int, frame: object) -> None:
+        if not self._sending and self._held is not None:
+            self.channel.send_all(self._take_held())
 
 
 def serve() -> None:

@@ -6,6 +6,7 @@ from engine.errors import (
     CompileFailed,
     InvalidInput,
     InvalidState,
+    LoopNotFound,
     PayloadTooLarge,
     RunNotFound,
     SkillExists,
@@ -13,6 +14,7 @@ from engine.errors import (
     StepkeeperError,
     StoreUnavailable,
 )
+from engine.records import Loop
 from engine.sql_store import SqlStore
 
 __all__ = [
@@ -21,6 +23,8 @@ __all__ = [
     "Engine",
     "InvalidInput",
     "InvalidState",
+    "Loop",
+    "LoopNotFound",
     "ManualClock",
     "PayloadTooLarge",
     "Registration",

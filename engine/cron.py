@@ -95,9 +95,8 @@ def _walk(expr: str, timezone: str, start: float, count: int, *, forward: bool) 
         if len(found) == count:
             break
         instant = step(datetime).replace(tzinfo=zone).timestamp()  # fold=0: a gap time maps past it
-        last = found[-1] if found else None
-        if forward and instant > (start if last is None else last):
-            found.append(instant)
-        elif not forward and instant <= (start if last is None else last - 1e-9) and instant not in found:
+        bound = found[-1] if found else start
+        # Two wall times can land on one instant (around a DST gap): keep each instant once.
+        if (instant > bound) if forward else (instant <= bound and instant not in found):
             found.append(instant)
     return found

@@ -11,10 +11,17 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any, TypeVar
 
-from engine import limits
+from engine import limits, loops
 from engine.clock import Clock, SystemClock
 from engine.durations import parse_instant
-from engine.errors import CompileFailed, InvalidInput, InvalidState, RunNotFound, SkillNotFound
+from engine.errors import (
+    CompileFailed,
+    InvalidInput,
+    InvalidState,
+    LoopNotFound,
+    RunNotFound,
+    SkillNotFound,
+)
 from engine.event_router import ClaimLocally, append_and_route
 from engine.executor import Executor
 from engine.http_effect import HttpEffect
@@ -25,6 +32,7 @@ from engine.records import (
     RUN_STATUSES,
     STEP_DONE,
     Event,
+    Loop,
     Run,
     RunPage,
     Skill,
@@ -244,6 +252,55 @@ class Engine:
         check_skill_name(name)
         if not await self._io(self.store.delete_skill, name, self.clock.now()):
             raise SkillNotFound(name)
+
+    # loops ---------------------------------------------------------------------------------
+
+    async def schedule_loop(
+        self,
+        skill: str,
+        cron: str,
+        timezone: str = "UTC",
+        data: dict[str, Any] | None = None,
+        name: str | None = None,
+        catch_up: str = "latest",
+    ) -> Loop:
+        """Start `skill` on every tick of `cron` in `timezone`, with `data` as the event data."""
+        loop = loops.new_loop(skill, cron, timezone, data, name, catch_up, self.clock.now())
+        await self._io(loops.require_skill, self.rt, skill)
+        await self._io(self.store.add_loop, loop)
+        self._loops_changed()
+        return loop
+
+    async def list_loops(self, skill: str | None = None) -> list[Loop]:
+        return await self._io(self.store.list_loops, skill)
+
+    async def get_loop(self, loop_id: str) -> Loop:
+        found = await self._io(self.store.get_loop, loop_id) if isinstance(loop_id, str) else None
+        if found is None:
+            raise LoopNotFound(str(loop_id))
+        return found
+
+    async def update_loop(self, loop_id: str, **changes: Any) -> Loop:
+        """Change a loop's cron, timezone, data, catch_up or pause it (`paused=True`/`False`)."""
+        loop = loops.changed_loop(await self.get_loop(loop_id), changes, self.clock.now())
+        if not await self._io(self.store.save_loop, loop):
+            raise LoopNotFound(loop_id)
+        self._loops_changed()
+        return loop
+
+    async def delete_loop(self, loop_id: str) -> None:
+        loop = await self.get_loop(loop_id)
+        await self._io(self.store.delete_loops, [loop.id])
+        self._loops_changed()
+
+    @staticmethod
+    def upcoming_ticks(loop: Loop, count: int = 3) -> list[float]:
+        """A loop's next fire times (epoch seconds); none while it is paused."""
+        return loops.upcoming(loop, count)
+
+    def _loops_changed(self) -> None:
+        if self.scheduler is not None:
+            self.scheduler.loops_changed()
 
     async def get_skill(self, name: str, version: int | None = None) -> SkillDetails:
         check_skill_name(name)

@@ -46,6 +46,14 @@ class RunNotFound(StepkeeperError):
         self.run_id = run_id
 
 
+class LoopNotFound(StepkeeperError):
+    code = "loop_not_found"
+
+    def __init__(self, loop_id: str) -> None:
+        super().__init__(f"loop {loop_id!r} does not exist")
+        self.loop_id = loop_id
+
+
 class InvalidState(StepkeeperError):
     """The request does not fit the object's current state (e.g. cancelling a finished run)."""
 

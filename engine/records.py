@@ -164,3 +164,21 @@ class StepCommit:
 class RunPage:
     runs: list[Run]
     next_cursor: str | None
+
+
+@dataclass
+class Loop:
+    """A cron schedule that starts runs of a skill: the seed's "loop"."""
+
+    id: str
+    skill: str
+    cron: str
+    timezone: str
+    data: dict[str, Any]
+    catch_up: str
+    paused: bool
+    next_fire_at: float | None
+    last_fired_at: float | None
+    created_at: float
+    updated_at: float
+    name: str | None = None

@@ -19,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from engine.errors import StoreUnavailable
 from engine.event_router import route_pending
 from engine.executor import Executor
+from engine.loops import fire_due_loops
 from engine.records import Run
 from engine.runtime import Runtime
 
@@ -70,6 +71,8 @@ class Scheduler:
         self._active: dict[str, asyncio.Future[None]] = {}
         self._wake = asyncio.Event()
         self._events_pending = True
+        self._loops_pending = True  # the next loop tick must be read again from the store
+        self._next_tick_at: float | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._finished_listeners: list[asyncio.Event] = []
@@ -85,6 +88,10 @@ class Scheduler:
 
     def events_added(self) -> None:
         self._events_pending = True
+        self.wake()
+
+    def loops_changed(self) -> None:
+        self._loops_pending = True
         self.wake()
 
     def claim_locally(self, new_runs: list[Run]) -> None:
@@ -168,6 +175,7 @@ class Scheduler:
         if self._events_pending:
             self._events_pending = False
             await asyncio.to_thread(route_pending, store, now)
+        await self._fire_loops(now)
         free = self.concurrency - len(self._active)
         if free > 0:
             claimed = await asyncio.to_thread(
@@ -179,12 +187,23 @@ class Scheduler:
                 return  # more may be due: go round again at once
         next_wake = await asyncio.to_thread(store.next_wake_at) if free > 0 else None
         timeout = self.poll_seconds
-        if next_wake is not None:
-            timeout = min(timeout, max(0.0, next_wake - self.rt.clock.now()))
+        for due in (next_wake, self._next_tick_at):
+            if due is not None:
+                timeout = min(timeout, max(0.0, due - self.rt.clock.now()))
         if timeout <= 0 and free > 0:
             return
         self._events_pending = True  # the poll also routes events other processes stored
+        self._loops_pending = True  # and sees loops they changed
         await self.rt.clock.wait(self._wake, timeout)
+
+    async def _fire_loops(self, now: float) -> None:
+        """Fire the loops whose tick has come (the store makes each tick fire once)."""
+        if self._loops_pending:
+            self._loops_pending = False
+            self._next_tick_at = await asyncio.to_thread(self.rt.store.next_loop_fire_at)
+        if self._next_tick_at is not None and self._next_tick_at <= now:
+            await asyncio.to_thread(fire_due_loops, self.rt, now)
+            self._next_tick_at = await asyncio.to_thread(self.rt.store.next_loop_fire_at)
 
     def _start(self, run: Run, *, fresh: bool = False) -> None:
         assert self._loop is not None

@@ -43,6 +43,7 @@ from engine.schema import (
     steps,
     versions,
 )
+from engine.sql_loops import SqlLoops
 from engine.sqlite import sqlite_engine
 from engine.store_rows import (
     attempt_from_row,
@@ -64,7 +65,7 @@ log = logging.getLogger(__name__)
 WAKEABLE = ("queued", "sleeping", "waiting")
 
 
-class SqlStore:
+class SqlStore(SqlLoops):
     """`engine.store.Store` on SQLite (the embedded default)."""
 
     def __init__(self, url: str) -> None:

@@ -15,6 +15,7 @@ from engine.records import (
     Event,
     EventRoute,
     LogLine,
+    Loop,
     Run,
     RunPage,
     Skill,
@@ -131,3 +132,27 @@ class Store(Protocol):
 
     def load_logs(self, run_id: str) -> list[LogLine]: ...
     def table_counts(self) -> dict[str, int]: ...
+
+    # loops (cron schedules)
+    def add_loop(self, loop: Loop) -> None: ...
+    def get_loop(self, loop_id: str) -> Loop | None: ...
+    def list_loops(self, skill: str | None = None) -> list[Loop]: ...
+    def save_loop(self, loop: Loop) -> bool:
+        """Store a changed loop (not its id or creation time); False if it is gone."""
+
+    def delete_loops(self, loop_ids: list[str]) -> int: ...
+    def next_loop_fire_at(self) -> float | None:
+        """The earliest next tick of any loop that is not paused."""
+
+    def due_loops(self, now: float) -> list[Loop]: ...
+    def fire_loop(
+        self,
+        loop_id: str,
+        expected_next: float,
+        next_fire_at: float | None,
+        fired_at: float | None,
+        new_runs: list[Run],
+        now: float,
+    ) -> bool:
+        """If the loop's next tick is still `expected_next`, move it to `next_fire_at` and create
+        the runs, in one transaction; False (nothing changed) if another process fired it."""

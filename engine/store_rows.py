@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from engine.jsonutil import dumps, loads
-from engine.records import Attempt, Event, LogLine, Run, Skill, SkillVersion, Step
+from engine.records import Attempt, Event, LogLine, Loop, Run, Skill, SkillVersion, Step
 
 
 def _json_or_none(value: Any) -> str | None:
@@ -132,3 +132,16 @@ def log_from_row(row: Mapping[str, Any]) -> LogLine:
         message=row["message"],
         step_key=row["step_key"],
     )
+
+
+def loop_to_row(loop: Loop) -> dict[str, Any]:
+    row = dict(loop.__dict__)
+    row["data"] = dumps(loop.data)
+    return row
+
+
+def loop_from_row(row: Mapping[str, Any]) -> Loop:
+    values = dict(row)
+    values["data"] = loads(values["data"])
+    values["paused"] = bool(values["paused"])
+    return Loop(**values)

@@ -246,12 +246,16 @@ class Engine:
             created_at=self.clock.now(),
         )
         stored = await self._io(self.store.add_skill_version, version, new_skill=new_skill)
+        if await self._io(loops.sync_trigger_loops, self.rt, name, stored.triggers, self.clock.now()):
+            self._loops_changed()
         return Registration(version=stored, warnings=list(prepared.warnings))
 
     async def delete_skill(self, name: str) -> None:
         check_skill_name(name)
         if not await self._io(self.store.delete_skill, name, self.clock.now()):
             raise SkillNotFound(name)
+        if await self._io(loops.sync_trigger_loops, self.rt, name, [], self.clock.now()):
+            self._loops_changed()
 
     # loops ---------------------------------------------------------------------------------
 

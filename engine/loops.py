@@ -85,6 +85,25 @@ def check_name(name: Any) -> str | None:
     return name
 
 
+TRIGGER_LOOP_PREFIX = "trigger: "
+
+
+def sync_trigger_loops(rt: Runtime, skill: str, triggers: list[dict[str, Any]], now: float) -> bool:
+    """Make the skill's trigger loops match its cron triggers; True if anything changed.
+    Loops an agent scheduled itself (with `schedule_loop`) are left alone."""
+    wanted = [t for t in triggers if "cron" in t]
+    current = [
+        loop for loop in rt.store.list_loops(skill) if (loop.name or "").startswith(TRIGGER_LOOP_PREFIX)
+    ]
+    shape = [(t["cron"], t["timezone"], t["catch_up"]) for t in wanted]
+    if sorted(shape) == sorted((loop.cron, loop.timezone, loop.catch_up) for loop in current):
+        return False
+    rt.store.delete_loops([loop.id for loop in current])
+    for expr, timezone, catch_up in shape:
+        rt.store.add_loop(new_loop(skill, expr, timezone, {}, f"{TRIGGER_LOOP_PREFIX}{expr}", catch_up, now))
+    return True
+
+
 def upcoming(loop: Loop, count: int = 3) -> list[float]:
     if loop.paused or loop.next_fire_at is None:
         return []

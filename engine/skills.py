@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from engine import cron
 from engine.errors import InvalidInput
 from engine.expressions import compile_expression
 from engine.limits import MAX_DESCRIPTION_CHARS, MAX_TRIGGERS
@@ -64,7 +65,8 @@ def check_triggers(triggers: Any) -> list[dict[str, Any]]:
         if not isinstance(trigger, dict):
             raise InvalidInput(f'{where} must be an object like {{"event": "name"}}')
         if "cron" in trigger:
-            raise InvalidInput(f"{where}: cron triggers are not supported yet in this build")
+            checked.append(_cron_trigger(trigger, where))
+            continue
         if set(trigger) - {"event", "if"} or "event" not in trigger:
             raise InvalidInput(f"{where} takes 'event' and optionally 'if', got {sorted(trigger)}")
         check_event_name(trigger["event"])
@@ -75,6 +77,21 @@ def check_triggers(triggers: Any) -> list[dict[str, Any]]:
                 raise InvalidInput(f"{where}.if: {exc}") from None
         checked.append({key: value for key, value in trigger.items() if value is not None})
     return checked
+
+
+def _cron_trigger(trigger: dict[str, Any], where: str) -> dict[str, Any]:
+    if set(trigger) - {"cron", "timezone", "catch_up"}:
+        raise InvalidInput(
+            f"{where} takes 'cron' and optionally 'timezone' and 'catch_up', got {sorted(trigger)}"
+        )
+    try:
+        return {
+            "cron": cron.check_cron(trigger["cron"]),
+            "timezone": cron.check_timezone(trigger.get("timezone") or "UTC"),
+            "catch_up": cron.check_catch_up(trigger.get("catch_up") or "latest"),
+        }
+    except InvalidInput as exc:
+        raise InvalidInput(f"{where}: {exc}") from None
 
 
 def check_config(config: Any) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from mcp.server import MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError
 
 from engine import Engine, StepkeeperError
-from mcp_server.views import RunSummary
+from mcp_server.views import LoopView, RunSummary
 
 RECENT_RUNS = 50
 
@@ -28,6 +28,13 @@ def register_resources(server: MCPServer, engine_of: Callable[[], Engine]) -> No
             return json.dumps(await engine_of().get_run_trace(run_id), indent=2)
         except StepkeeperError as exc:
             raise ResourceError(str(exc)) from None
+
+    @server.resource("loops://all", mime_type="application/json", description="Every loop and its next ticks")
+    async def all_loops() -> str:
+        loops = await engine_of().list_loops()
+        return json.dumps(
+            [LoopView.of(loop, Engine.upcoming_ticks(loop)).model_dump() for loop in loops], indent=2
+        )
 
     @server.resource("runs://recent", mime_type="application/json", description="The 50 newest runs")
     async def recent_runs() -> str:

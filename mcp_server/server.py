@@ -10,6 +10,7 @@ from mcp.server import MCPServer
 
 from engine import Engine
 from mcp_server.config import Settings
+from mcp_server.loop_tools import register_loop_tools
 from mcp_server.prompts import register_prompts
 from mcp_server.resources import register_resources
 from mcp_server.tools import register_tools
@@ -55,6 +56,7 @@ def build_server(settings: Settings) -> MCPServer:
         log_level="WARNING",
     )
     register_tools(server, holder)
+    register_loop_tools(server, holder)
     register_resources(server, holder)
     register_prompts(server, holder)
     return server

@@ -8,7 +8,7 @@ from pydantic import BaseModel, Field
 
 from engine.durations import iso
 from engine.engine import Registration
-from engine.records import Run, Skill
+from engine.records import Loop, Run, Skill
 
 
 class SkillRegistered(BaseModel):
@@ -109,3 +109,40 @@ class Trace(BaseModel):
     spans: list[dict[str, Any]]
     logs: list[dict[str, Any]]
     children: list[dict[str, Any]]
+
+
+class LoopView(BaseModel):
+    loop_id: str
+    skill: str
+    name: str | None
+    cron: str
+    timezone: str
+    data: dict[str, Any]
+    catch_up: str
+    paused: bool
+    next_fire_times: list[str] = Field(description="the next three ticks (ISO-8601, UTC); none while paused")
+    last_fired_at: str | None
+
+    @classmethod
+    def of(cls, loop: Loop, upcoming: list[float]) -> LoopView:
+        return cls(
+            loop_id=loop.id,
+            skill=loop.skill,
+            name=loop.name,
+            cron=loop.cron,
+            timezone=loop.timezone,
+            data=loop.data,
+            catch_up=loop.catch_up,
+            paused=loop.paused,
+            next_fire_times=[iso(t) or "" for t in upcoming],
+            last_fired_at=iso(loop.last_fired_at),
+        )
+
+
+class LoopList(BaseModel):
+    loops: list[LoopView]
+
+
+class LoopDeleted(BaseModel):
+    loop_id: str
+    deleted: bool

@@ -20,6 +20,7 @@ ERAS = ["legacy", "2026-07-28"]  # the 2025-11-25 handshake era and the stateles
 TOOLS = {
     "create_skill", "update_skill", "delete_skill", "list_skills", "get_skill", "invoke_function",
     "send_event", "list_runs", "get_run", "get_run_trace", "cancel_run", "rerun",
+    "schedule_loop", "list_loops", "update_loop", "delete_loop",
 }  # fmt: skip
 SKILL = """
 def handler(ctx, step):
@@ -153,3 +154,37 @@ async def test_resources_and_prompts(tmp_path: Path, mode: str) -> None:
         assert "{'completed': 1}" in review.messages[0].content.text
         triage = await session.get_prompt("triage_run", {"run_id": run["run_id"]})
         assert run["run_id"] in triage.messages[0].content.text
+
+
+@pytest.mark.parametrize("mode", ERAS)
+async def test_loops_schedule_fire_pause_and_delete(tmp_path: Path, mode: str) -> None:
+    async with client(tmp_path, mode) as session:
+        await call(session, "create_skill", {"name": "double", "code": SKILL})
+        loop = await call(
+            session,
+            "schedule_loop",
+            {"skill": "double", "cron": "* * * * * *", "data": {"n": 4}, "name": "every second"},
+        )
+        assert len(loop["next_fire_times"]) == 3 and loop["catch_up"] == "latest"
+        runs: list[dict[str, Any]] = []
+        for _ in range(100):  # the first tick is at most a second away
+            runs = (await call(session, "list_runs", {"function": "double", "status": "completed"}))["runs"]
+            if runs:
+                break
+            await asyncio.sleep(0.05)
+        assert runs and runs[0]["trigger"] == "cron" and runs[0]["output"] == {"result": 9}
+
+        paused = await call(session, "update_loop", {"loop_id": loop["loop_id"], "paused": True})
+        assert paused["paused"] is True and paused["next_fire_times"] == []
+        listed = json.loads((await session.read_resource("loops://all")).contents[0].text)
+        assert [item["loop_id"] for item in listed] == [loop["loop_id"]] and listed[0]["paused"]
+
+        bad = await session.call_tool("schedule_loop", {"skill": "double", "cron": "99 * * * *"})
+        assert bad.is_error and "invalid cron" in bad.content[0].text
+        missing = await session.call_tool("schedule_loop", {"skill": "nope", "cron": "* * * * *"})
+        assert missing.is_error and "skill_not_found" in missing.content[0].text
+
+        await call(session, "delete_loop", {"loop_id": loop["loop_id"]})
+        assert (await call(session, "list_loops", {}))["loops"] == []
+        gone = await session.call_tool("delete_loop", {"loop_id": loop["loop_id"]})
+        assert gone.is_error and "loop_not_found" in gone.content[0].text

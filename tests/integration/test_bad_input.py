@@ -108,7 +108,9 @@ async def test_malformed_events_are_refused(engine: Engine, items: list[Any], ma
     [
         ({"name": "Bad Name"}, "invalid skill name"),
         ({"triggers": [{"event": "x", "if": "event.data. =="}]}, "invalid expression"),
-        ({"triggers": [{"cron": "* * * * *"}]}, "not supported yet"),
+        ({"triggers": [{"cron": "* * *"}]}, "has 3 fields"),
+        ({"triggers": [{"cron": "* * * * *", "timezone": "Nowhere/Land"}]}, "unknown timezone"),
+        ({"triggers": [{"cron": "* * * * *", "every": 2}]}, "takes 'cron'"),
         ({"triggers": "x"}, "must be a list"),
         ({"config": {"retries": 99}}, "retries"),
         ({"config": {"colour": 1}}, "unknown config key"),

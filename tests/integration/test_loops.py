@@ -130,3 +130,16 @@ async def test_bad_loops_are_refused_with_a_specific_error(timed: Engine) -> Non
     with pytest.raises(LoopNotFound):
         await timed.update_loop("loop_missing", paused=True)
     assert await timed.list_loops() == []
+
+
+async def test_cron_triggers_become_loops_that_follow_the_skill(timed: Engine, clock: ManualClock) -> None:
+    code = TICK
+    await timed.update_skill("tick", code, triggers=[{"cron": "*/2 * * * *", "timezone": "Europe/Paris"}])
+    [loop] = await timed.list_loops("tick")
+    assert (loop.cron, loop.timezone, loop.name) == ("*/2 * * * *", "Europe/Paris", "trigger: */2 * * * *")
+    await timed.update_skill("tick", description="same triggers")  # unchanged: the loop is kept
+    assert [item.id for item in await timed.list_loops("tick")] == [loop.id]
+    move_to(clock, at("2026-01-01T00:02:00"))
+    await wait_until_runs(timed, 1)
+    await timed.delete_skill("tick")
+    assert await timed.list_loops("tick") == []

@@ -1,4 +1,4 @@
-"""The `stepkeeper` command: `demo`, `worker`, and read-only `skills`, `runs`, `trace` views."""
+"""The `stepkeeper` command: `demo`, `worker`, and read-only `skills`, `runs`, `loops`, `trace` views."""
 
 from __future__ import annotations
 
@@ -42,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("demo", help="register three demo skills, run them and print the traces")
     commands.add_parser("worker", help="run the engine (no MCP surface) until interrupted")
     commands.add_parser("skills", help="list registered skills")
+    commands.add_parser("loops", help="list loops and their next fire times")
     runs = commands.add_parser("runs", help="list recent runs, newest first")
     runs.add_argument("--function")
     runs.add_argument("--status")
@@ -150,6 +151,14 @@ async def _runs(engine: Engine, args: argparse.Namespace) -> int:
 
 
 @read_only
+async def _loops(engine: Engine, _args: argparse.Namespace) -> int:
+    for loop in await engine.list_loops():
+        upcoming = ", ".join(iso(t) or "" for t in Engine.upcoming_ticks(loop)) or "paused"
+        print(f"{loop.id}  {loop.skill:<24} {loop.cron:<16} {loop.timezone:<16} next: {upcoming}")
+    return 0
+
+
+@read_only
 async def _trace(engine: Engine, args: argparse.Namespace) -> int:
     trace: dict[str, Any] = await engine.get_run_trace(args.run_id)
     print(json.dumps(trace, indent=2))
@@ -161,5 +170,6 @@ COMMANDS: dict[str, Command] = {
     "worker": _worker,
     "skills": _skills,
     "runs": _runs,
+    "loops": _loops,
     "trace": _trace,
 }

@@ -47,3 +47,18 @@ def test_bad_input_gets_an_exit_code_and_a_message_on_stderr(tmp_path: Path) -> 
     assert status.returncode == 1 and "unknown status 'bogus'" in status.stderr
     url = stepkeeper(tmp_path, "--database-url", "mysql://x", "skills")
     assert url.returncode == 2 and "unsupported database URL" in url.stderr
+
+
+async def test_the_loops_view_lists_loops_with_their_next_ticks(tmp_path: Path) -> None:
+    from engine import Engine, SqlStore
+
+    engine = Engine(SqlStore(f"sqlite:///{tmp_path / 'stepkeeper.db'}"))
+    await engine.create_skill("check", "def handler(ctx, step):\n    return 1\n")
+    loop = await engine.schedule_loop("check", "0 9 * * 1-5", timezone="Europe/Paris")
+    await engine.update_loop(loop.id, paused=False)
+    await engine.close()
+    shown = stepkeeper(tmp_path, "loops")
+    assert shown.returncode == 0, shown.stderr
+    [line] = shown.stdout.splitlines()
+    assert line.startswith(loop.id) and "0 9 * * 1-5" in line and "Europe/Paris" in line
+    assert line.count("T08:00:00") + line.count("T07:00:00") == 3  # 09:00 Paris in UTC

@@ -6,9 +6,10 @@ import logging
 import threading
 from typing import Any
 
-from engine import limits
+from engine import flow, limits
 from engine.activation import ActivationHost
 from engine.errors import InvalidInput, StoreUnavailable
+from engine.flow import Slot
 from engine.ids import new_id
 from engine.jsonutil import encode_limited
 from engine.records import PENDING_STEP, Run, SkillVersion, Step, StepResolution
@@ -48,6 +49,15 @@ class Executor:
                 with self._lock:
                     self._versions[key] = found
         return found
+
+    def slots_of(self, run: Run) -> list[Slot]:
+        """The concurrency slots `run` needs (none if its skill sets no `concurrency`)."""
+        version = self._version(run.function, run.version)
+        return flow.slots_for(run, version.config) if version is not None else []
+
+    def has_limits(self, run: Run) -> bool:
+        version = self._version(run.function, run.version)
+        return version is not None and bool(version.config.get("concurrency"))
 
     def execute(self, run: Run, *, fresh: bool = False) -> None:
         """Run one activation of a run this engine has claimed. Never raises for skill errors.

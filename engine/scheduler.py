@@ -101,9 +101,10 @@ class Scheduler:
         if self._stopping:
             return
         now = self.rt.clock.now()
+        free_runs = [run for run in new_runs if not self.executor.has_limits(run)]  # limited: claimed by slot
         with self._reserve_lock:
             room = self.concurrency - len(self._active) - self._reserved
-            chosen = new_runs[: max(0, room)]
+            chosen = free_runs[: max(0, room)]
             self._reserved += len(chosen)
         for run in chosen:
             run.status, run.wake_at, run.started_at = "running", None, now
@@ -179,13 +180,20 @@ class Scheduler:
         free = self.concurrency - len(self._active)
         if free > 0:
             claimed = await asyncio.to_thread(
-                store.claim_due_runs, self.rt.owner, now, now + self.lease_seconds, free
+                store.claim_due_runs,
+                self.rt.owner,
+                now,
+                now + self.lease_seconds,
+                free,
+                self.executor.slots_of,
             )
             for run in claimed:
                 self._start(run)
             if len(claimed) == free:
                 return  # more may be due: go round again at once
         next_wake = await asyncio.to_thread(store.next_wake_at) if free > 0 else None
+        if next_wake is not None and next_wake <= now:
+            next_wake = None  # due runs left behind wait for a slot: a run ending wakes us
         timeout = self.poll_seconds
         for due in (next_wake, self._next_tick_at):
             if due is not None:

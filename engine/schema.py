@@ -139,6 +139,18 @@ class RunLogRow(SQLModel, table=True):
     step_key: str | None = None
 
 
+class RunSlotRow(SQLModel, table=True):
+    """A concurrency slot a run takes while it is running (`config.concurrency`): a slot is
+    held by the runs that have it and are in status `running`."""
+
+    __tablename__ = "run_slots"
+    __table_args__ = (Index("ix_run_slots_slot", "slot"),)
+
+    run_id: str = Field(primary_key=True, max_length=40)
+    slot: str = Field(primary_key=True, max_length=400)
+    capacity: int
+
+
 class ScheduleRow(SQLModel, table=True):
     __tablename__ = "schedules"
     __table_args__ = (Index("ix_schedules_due", "paused", "next_fire_at"),)
@@ -168,4 +180,5 @@ steps = StepRow.__table__
 attempts = StepAttemptRow.__table__
 run_logs = RunLogRow.__table__
 schedules = ScheduleRow.__table__
-ALL_TABLES = (skills, versions, events, runs, steps, attempts, run_logs, schedules)
+run_slots = RunSlotRow.__table__
+ALL_TABLES = (skills, versions, events, runs, steps, attempts, run_logs, schedules, run_slots)

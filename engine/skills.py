@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from engine import cron
+from engine import cron, flow
 from engine.errors import InvalidInput
 from engine.expressions import compile_expression
 from engine.limits import MAX_DESCRIPTION_CHARS, MAX_TRIGGERS
@@ -13,10 +13,9 @@ from engine.retry import RetryPolicy
 
 SKILL_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 EVENT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,255}$")
-CONFIG_KEYS = frozenset({"retries", "retry_backoff"})
+CONFIG_KEYS = frozenset({"retries", "retry_backoff", "concurrency"})
 LATER_CONFIG_KEYS = frozenset(
     {
-        "concurrency",
         "throttle",
         "rate_limit",
         "debounce",
@@ -103,4 +102,6 @@ def check_config(config: Any) -> dict[str, Any]:
         if key not in CONFIG_KEYS:
             raise InvalidInput(f"unknown config key {key!r}; known keys: {sorted(CONFIG_KEYS)}")
     RetryPolicy.from_config(config)
+    if "concurrency" in config:
+        config = {**config, "concurrency": flow.check_concurrency(config["concurrency"])}
     return config

@@ -16,6 +16,7 @@ from sqlalchemy.engine import Connection, Engine
 from engine import migrate
 from engine import sql_writes as writes
 from engine.errors import InvalidInput, SkillExists, SkillNotFound, StoreUnavailable
+from engine.flow import Slot, SlotsOf
 from engine.jsonutil import dumps, loads
 from engine.records import (
     FINAL_STATUSES,
@@ -63,6 +64,27 @@ from engine.store_writer import StoreWriter
 log = logging.getLogger(__name__)
 
 WAKEABLE = ("queued", "sleeping", "waiting")
+
+
+CLAIM_LOOKAHEAD = 64  # due runs looked at beyond the limit, when some may wait for a slot
+
+
+def _admitted(
+    connection: Connection, candidates: list[Run], slots_of: SlotsOf, limit: int
+) -> list[tuple[Run, list[Slot]]]:
+    """The candidates, oldest first, whose every slot has room (FIFO within a slot)."""
+    held = writes.held_slots(connection)
+    chosen: list[tuple[Run, list[Slot]]] = []
+    for run in candidates:
+        slots = slots_of(run)
+        if any(held.get(name, 0) >= capacity for name, capacity in slots):
+            continue
+        for name, _ in slots:
+            held[name] = held.get(name, 0) + 1
+        chosen.append((run, slots))
+        if len(chosen) == limit:
+            break
+    return chosen
 
 
 class SqlStore(SqlLoops):
@@ -293,15 +315,23 @@ class SqlStore(SqlLoops):
         rows = self._read(select(runs).where(runs.c.parent_run_id == run_id).order_by(runs.c.created_at))
         return [run_from_row(row) for row in rows]
 
-    def claim_due_runs(self, owner: str, now: float, lease_until: float, limit: int) -> list[Run]:
+    def claim_due_runs(
+        self, owner: str, now: float, lease_until: float, limit: int, slots_of: SlotsOf | None = None
+    ) -> list[Run]:
         def write(connection: Connection) -> list[Run]:
             due = (
-                select(runs.c.id)
+                select(runs)
                 .where(runs.c.status.in_(WAKEABLE), runs.c.wake_at <= now)
-                .order_by(runs.c.wake_at)
-                .limit(limit)
+                .order_by(runs.c.wake_at, runs.c.created_at)
+                .limit(limit if slots_of is None else limit * 4 + CLAIM_LOOKAHEAD)
             )
-            ids = [row[0] for row in connection.execute(due)]
+            candidates = [run_from_row(row) for row in connection.execute(due).mappings()]
+            if slots_of is None:
+                ids = [run.id for run in candidates]
+            else:
+                chosen = _admitted(connection, candidates, slots_of, limit)
+                writes.take_slots(connection, chosen)
+                ids = [run.id for run, _ in chosen]
             if not ids:
                 return []
             connection.execute(

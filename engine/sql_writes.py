@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import bindparam, exists, insert, select, update
+from sqlalchemy import bindparam, delete, exists, func, insert, select, update
 from sqlalchemy.engine import Connection
 
 from engine.jsonutil import dumps
 from engine.records import PENDING_STEP, Event, EventRoute, Run, Step, StepResolution
-from engine.schema import events, runs, steps
+from engine.schema import events, run_slots, runs, steps
 from engine.store_rows import event_to_row, run_to_row, step_to_row
 
 
@@ -33,6 +33,30 @@ def apply_route(connection: Connection, route: EventRoute, now: float) -> bool:
     for resolution in route.resolutions:
         resolve_step(connection, resolution, now)
     return True
+
+
+def held_slots(connection: Connection) -> dict[str, int]:
+    """How many running runs hold each concurrency slot."""
+    statement = (
+        select(run_slots.c.slot, func.count())
+        .select_from(run_slots.join(runs, runs.c.id == run_slots.c.run_id))
+        .where(runs.c.status == "running")
+        .group_by(run_slots.c.slot)
+    )
+    return {slot: count for slot, count in connection.execute(statement)}
+
+
+def take_slots(connection: Connection, chosen: list[tuple[Run, list[tuple[str, int]]]]) -> None:
+    """Record the slots of runs being claimed (replacing what an earlier claim recorded)."""
+    ids = [run.id for run, _ in chosen]
+    connection.execute(delete(run_slots).where(run_slots.c.run_id.in_(ids)))
+    rows = [
+        {"run_id": run.id, "slot": name, "capacity": capacity}
+        for run, slots in chosen
+        for name, capacity in slots
+    ]
+    if rows:
+        connection.execute(insert(run_slots), rows)
 
 
 def insert_runs(connection: Connection, new_runs: list[Run]) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
+from engine.flow import SlotsOf
 from engine.records import (
     Attempt,
     Event,
@@ -82,8 +83,12 @@ class Store(Protocol):
         cursor: str | None = None,
     ) -> RunPage: ...
     def children(self, run_id: str) -> list[Run]: ...
-    def claim_due_runs(self, owner: str, now: float, lease_until: float, limit: int) -> list[Run]:
-        """Take up to `limit` runs that are due, in wake-time order; each goes to one owner only."""
+    def claim_due_runs(
+        self, owner: str, now: float, lease_until: float, limit: int, slots_of: SlotsOf | None = None
+    ) -> list[Run]:
+        """Take up to `limit` runs that are due, in wake-time order; each goes to one owner only.
+        With `slots_of`, a run is taken only if each of its concurrency slots has room among the
+        runs now running (decided in the claim's transaction), and the slots are recorded."""
 
     def next_wake_at(self) -> float | None: ...
     def extend_leases(self, owner: str, lease_until: float, run_ids: list[str]) -> int:

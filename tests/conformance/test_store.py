@@ -288,3 +288,31 @@ def test_a_closed_store_refuses_writes_at_once(store_factory: Callable[[], Store
     store.close()
     with pytest.raises(StoreUnavailable, match="closed"):
         store.create_runs([run()])
+
+
+# concurrency slots ---------------------------------------------------------------------------
+
+
+def by_key(item: Run) -> list[tuple[str, int]]:
+    return [(f"s/0/{item.event['data']['key']}", 2)]
+
+
+def keyed(key: str, created: float) -> Run:
+    item = run(created_at=created)
+    item.event = {"name": "e", "data": {"key": key}}
+    return item
+
+
+def test_claims_admit_runs_only_while_their_slots_have_room(store: Store) -> None:
+    a = [keyed("a", NOW + n) for n in range(4)]
+    b = [keyed("b", NOW + n) for n in range(1)]
+    store.create_runs([*a, b[0]])
+    first = store.claim_due_runs("me", NOW, NOW + 30, 10, by_key)
+    assert [r.id for r in first] == [a[0].id, b[0].id, a[1].id]  # two of "a" (oldest first), one "b"
+    assert store.claim_due_runs("other", NOW, NOW + 30, 10, by_key) == []  # slots are shared
+    store.finish_run(a[0].id, "me", "completed", NOW + 1, output=1)
+    [next_a] = store.claim_due_runs("other", NOW + 1, NOW + 31, 10, by_key)
+    assert next_a.id == a[2].id  # FIFO within the key
+    assert store.suspend_run(a[1].id, "me", "sleeping", NOW + 100, NOW + 1)  # sleeping holds none
+    [after] = store.claim_due_runs("other", NOW + 1, NOW + 31, 10, by_key)
+    assert after.id == a[3].id

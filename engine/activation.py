@@ -344,4 +344,5 @@ class ActivationHost:
         if commit.step is not None:
             self.steps[commit.step.key] = commit.step
             self.next_seq = max(self.next_seq, commit.step.seq + 1)
+        self.rt.run_changed(self.run.id)
         return None

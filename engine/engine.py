@@ -302,6 +302,10 @@ class Engine:
         """A loop's next fire times (epoch seconds); none while it is paused."""
         return loops.upcoming(loop, count)
 
+    def on_run_changed(self, listener: Callable[[str], None]) -> None:
+        """Call `listener(run_id)` (from any thread) whenever a run's state or steps change."""
+        self.rt.run_changed = listener
+
     def _loops_changed(self) -> None:
         if self.scheduler is not None:
             self.scheduler.loops_changed()
@@ -527,6 +531,8 @@ class Engine:
             }
             resolution = StepResolution(run.parent_run_id, run.parent_step_key, "failed", error=error)
         cancelled = await self._io(self.store.cancel_runs, tree, reason, self.clock.now(), resolution)
+        for cancelled_id in cancelled:
+            self.rt.run_changed(cancelled_id)
         self._wake()
         return cancelled
 

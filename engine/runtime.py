@@ -21,3 +21,4 @@ class Runtime:
     redact: Redactor = field(default_factory=lambda: Redactor({}))
     wake: Callable[[], None] = lambda: None  # thread-safe: new work is queued
     events_added: Callable[[], None] = lambda: None  # thread-safe: events await routing
+    run_changed: Callable[[str], None] = lambda run_id: None  # any thread: a run's state or steps changed

@@ -221,7 +221,9 @@ class Scheduler:
 
     def _execute(self, run: Run, fresh: bool) -> None:
         try:
+            self.rt.run_changed(run.id)  # it is running
             self.executor.execute(run, fresh=fresh)
+            self.rt.run_changed(run.id)  # it ended, suspended or was requeued
         except Exception:  # the run keeps its lease; it is recovered when the lease expires
             log.exception("activation of run %s failed in the engine", run.id)
 

@@ -13,6 +13,7 @@ from mcp_server.config import Settings
 from mcp_server.loop_tools import register_loop_tools
 from mcp_server.prompts import register_prompts
 from mcp_server.resources import register_resources
+from mcp_server.run_updates import RunUpdates
 from mcp_server.tools import register_tools
 
 INSTRUCTIONS = (
@@ -36,15 +37,18 @@ class EngineHolder:
 
 def build_server(settings: Settings) -> MCPServer:
     holder = EngineHolder()
+    updates = RunUpdates()
 
     @asynccontextmanager
     async def lifespan(_server: MCPServer) -> AsyncIterator[dict[str, Engine]]:
         engine = settings.build_engine()
         await engine.start()
         holder.engine = engine
+        updates.attach(engine)
         try:
             yield {"engine": engine}
         finally:
+            updates.detach(engine)
             holder.engine = None
             await engine.close()
 
@@ -54,7 +58,9 @@ def build_server(settings: Settings) -> MCPServer:
         instructions=INSTRUCTIONS,
         lifespan=lifespan,
         log_level="WARNING",
+        subscriptions=updates.bus,
     )
+    updates.register_legacy_handlers(server)
     register_tools(server, holder)
     register_loop_tools(server, holder)
     register_resources(server, holder)

@@ -9,11 +9,14 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import anyio
 import httpx
 import httpx2
 import pytest
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
+
+from tests.acceptance.test_mcp_stdio import SLEEPER, count_updates_until_done
 
 pytestmark = pytest.mark.slow
 TOKEN = "test-token-8c1f"
@@ -82,3 +85,13 @@ def test_binding_beyond_loopback_needs_a_token(tmp_path: Path) -> None:
     result = subprocess.run(command, capture_output=True, text=True, timeout=30, env={"PATH": ""})
     assert result.returncode == 2
     assert "without a token" in result.stderr
+
+
+async def test_a_run_subscription_hears_changes_over_http(http_server: str) -> None:
+    async with client(http_server, "2026-07-28") as session:
+        created = await session.call_tool("create_skill", {"name": "sleeper", "code": SLEEPER})
+        assert not created.is_error, created.content
+        run = await session.call_tool("invoke_function", {"name": "sleeper", "wait": False})
+        with anyio.fail_after(20):
+            seen = await count_updates_until_done(session, f"run://{run.structured_content['run_id']}")
+    assert seen >= 2

@@ -8,9 +8,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters
+from mcp.shared.exceptions import MCPDeprecationWarning
 
 from tests.support.recorder import Recorder
 
@@ -188,3 +190,56 @@ async def test_loops_schedule_fire_pause_and_delete(tmp_path: Path, mode: str) -
         assert (await call(session, "list_loops", {}))["loops"] == []
         gone = await session.call_tool("delete_loop", {"loop_id": loop["loop_id"]})
         assert gone.is_error and "loop_not_found" in gone.content[0].text
+
+
+SLEEPER = "def handler(ctx, step):\n    step.sleep('nap', 0.5)\n    return step.run('after', lambda: 1)\n"
+
+
+async def test_a_run_subscription_hears_every_change_modern(tmp_path: Path) -> None:
+    async with client(tmp_path, "2026-07-28") as session:
+        await call(session, "create_skill", {"name": "sleeper", "code": SLEEPER})
+        run = await call(session, "invoke_function", {"name": "sleeper", "wait": False})
+        uri = f"run://{run['run_id']}"
+        seen = 0
+        with anyio.fail_after(20):
+            seen = await count_updates_until_done(session, uri)
+        assert seen >= 2  # it went to sleep, then completed (and more changes between)
+
+
+async def count_updates_until_done(session: Client, uri: str) -> int:
+    seen = 0
+    async with session.listen(resource_subscriptions=[uri]) as updates:
+        async for event in updates:
+            assert event.uri == uri
+            seen += 1
+            state = json.loads((await session.read_resource(uri)).contents[0].text)
+            if state["run"]["status"] == "completed":
+                break
+    return seen
+
+
+async def test_a_run_subscription_hears_every_change_legacy(tmp_path: Path) -> None:
+    updated: list[str] = []
+    done = asyncio.Event()
+
+    async def on_message(message: Any) -> None:
+        uri = getattr(getattr(message, "params", None), "uri", None)
+        if uri is not None:
+            updated.append(str(uri))
+            done.set()
+
+    command = [sys.executable, "-m", "mcp_server", "--home", str(tmp_path), "serve"]
+    params = StdioServerParameters(command=command[0], args=command[1:])
+    async with Client(params, mode="legacy", message_handler=on_message) as session:
+        await call(session, "create_skill", {"name": "sleeper", "code": SLEEPER})
+        run = await call(session, "invoke_function", {"name": "sleeper", "wait": False})
+        uri = f"run://{run['run_id']}"
+        with pytest.warns(MCPDeprecationWarning):  # the SDK marks the 2025-era method as such
+            await session.session.subscribe_resource(uri)
+        for _ in range(100):
+            state = json.loads((await session.read_resource(uri)).contents[0].text)
+            if state["run"]["status"] == "completed":
+                break
+            await asyncio.sleep(0.05)
+        await asyncio.wait_for(done.wait(), 5)
+    assert updated and set(updated) == {uri}

@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any, TypeVar
 
-from engine import limits, loops
+from engine import limits, loops, stats
 from engine.clock import Clock, SystemClock
-from engine.durations import parse_instant
+from engine.durations import parse_duration, parse_instant
 from engine.errors import (
     CompileFailed,
     InvalidInput,
@@ -301,6 +301,25 @@ class Engine:
     def upcoming_ticks(loop: Loop, count: int = 3) -> list[float]:
         """A loop's next fire times (epoch seconds); none while it is paused."""
         return loops.upcoming(loop, count)
+
+    async def get_stats(
+        self, function: str | None = None, since: str | float | None = None
+    ) -> dict[str, Any]:
+        """Per skill: runs by status, success rate, p50/p95 duration, retries, top errors.
+        `since` is an ISO-8601 time, epoch seconds, or a duration back from now (`7d`)."""
+        if function is not None:
+            check_skill_name(function)
+        start = None if since is None else self._since(since)
+        facts = await self._io(self.store.run_facts, function, start, stats.MAX_STATS_RUNS)
+        return stats.skill_stats(facts)
+
+    def _since(self, since: str | float) -> float:
+        if isinstance(since, int | float) and not isinstance(since, bool):
+            return float(since)
+        try:
+            return self.clock.now() - parse_duration(since)
+        except InvalidInput:
+            return parse_instant(since)
 
     def on_run_changed(self, listener: Callable[[str], None]) -> None:
         """Call `listener(run_id)` (from any thread) whenever a run's state or steps change."""

@@ -182,3 +182,16 @@ class Loop:
     created_at: float
     updated_at: float
     name: str | None = None
+
+
+@dataclass(frozen=True)
+class RunFacts:
+    """What run statistics need of one run."""
+
+    function: str
+    status: str
+    started_at: float | None
+    ended_at: float | None
+    attempt: int
+    error: dict[str, Any] | None
+    failed_step_attempts: int

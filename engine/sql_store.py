@@ -45,6 +45,7 @@ from engine.schema import (
     versions,
 )
 from engine.sql_loops import SqlLoops
+from engine.sql_stats import SqlStats
 from engine.sqlite import sqlite_engine
 from engine.store_rows import (
     attempt_from_row,
@@ -87,7 +88,7 @@ def _admitted(
     return chosen
 
 
-class SqlStore(SqlLoops):
+class SqlStore(SqlLoops, SqlStats):
     """`engine.store.Store` on SQLite (the embedded default)."""
 
     def __init__(self, url: str) -> None:

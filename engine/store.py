@@ -18,6 +18,7 @@ from engine.records import (
     LogLine,
     Loop,
     Run,
+    RunFacts,
     RunPage,
     Skill,
     SkillVersion,
@@ -161,3 +162,7 @@ class Store(Protocol):
     ) -> bool:
         """If the loop's next tick is still `expected_next`, move it to `next_fire_at` and create
         the runs, in one transaction; False (nothing changed) if another process fired it."""
+
+    # statistics
+    def run_facts(self, function: str | None, since: float | None, limit: int) -> list[RunFacts]:
+        """The newest `limit` runs created since `since` (of `function`, if given)."""

@@ -140,6 +140,14 @@ def register_tools(server: MCPServer, engine_of: Callable[[], Engine]) -> None:
         and its child runs."""
         return views.Trace(**await answer(engine_of().get_run_trace(run_id)))
 
+    @server.tool(annotations=READ)
+    async def get_stats(function: str | None = None, since: str | None = None) -> views.Stats:
+        """Per skill: runs by status, success rate, p50/p95 duration, retries and top errors,
+        for runs created since `since` (ISO-8601 time, or a duration back from now like `7d`).
+        What a review loop reads to decide how to improve a skill."""
+        found = await answer(engine_of().get_stats(function, since))
+        return views.Stats(skills={name: views.SkillStats(**figures) for name, figures in found.items()})
+
     @server.tool(annotations=DESTROY)
     async def cancel_run(run_id: str, reason: str | None = None) -> views.Cancelled:
         """Cancel a run and the runs it invoked; sleeping and waiting runs are cancelled too."""

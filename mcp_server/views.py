@@ -146,3 +146,24 @@ class LoopList(BaseModel):
 class LoopDeleted(BaseModel):
     loop_id: str
     deleted: bool
+
+
+class ErrorCount(BaseModel):
+    error: str
+    count: int
+
+
+class SkillStats(BaseModel):
+    runs: int
+    by_status: dict[str, int]
+    success_rate: float | None = Field(
+        description="completed / (completed + failed); null before any finished"
+    )
+    duration_p50_ms: float | None
+    duration_p95_ms: float | None
+    retries: int = Field(description="failed step attempts plus handler retries")
+    top_errors: list[ErrorCount]
+
+
+class Stats(BaseModel):
+    skills: dict[str, SkillStats]

@@ -22,7 +22,7 @@ ERAS = ["legacy", "2026-07-28"]  # the 2025-11-25 handshake era and the stateles
 TOOLS = {
     "create_skill", "update_skill", "delete_skill", "list_skills", "get_skill", "invoke_function",
     "send_event", "list_runs", "get_run", "get_run_trace", "cancel_run", "rerun",
-    "schedule_loop", "list_loops", "update_loop", "delete_loop",
+    "schedule_loop", "list_loops", "update_loop", "delete_loop", "get_stats",
 }  # fmt: skip
 SKILL = """
 def handler(ctx, step):
@@ -243,3 +243,23 @@ async def test_a_run_subscription_hears_every_change_legacy(tmp_path: Path) -> N
             await asyncio.sleep(0.05)
         await asyncio.wait_for(done.wait(), 5)
     assert updated and set(updated) == {uri}
+
+
+async def test_get_stats_sums_up_a_skills_runs(tmp_path: Path) -> None:
+    flaky = (
+        "def handler(ctx, step):\n"
+        "    if ctx.event['data']['n'] % 3 == 0:\n"
+        "        raise NonRetriableError('multiple of three')\n"
+        "    return step.run('ok', lambda: ctx.event['data']['n'])\n"
+    )
+    async with client(tmp_path, "2026-07-28") as session:
+        await call(session, "create_skill", {"name": "flaky", "code": flaky, "config": {"retries": 0}})
+        for n in range(6):
+            await call(session, "invoke_function", {"name": "flaky", "data": {"n": n}})
+        found = (await call(session, "get_stats", {"function": "flaky", "since": "1h"}))["skills"]["flaky"]
+        assert found["runs"] == 6 and found["by_status"] == {"completed": 4, "failed": 2}
+        assert found["success_rate"] == round(4 / 6, 4)
+        assert found["duration_p50_ms"] > 0 and found["duration_p95_ms"] >= found["duration_p50_ms"]
+        assert found["top_errors"] == [{"error": "NonRetriableError: multiple of three", "count": 2}]
+        bad = await session.call_tool("get_stats", {"since": "last tuesday"})
+        assert bad.is_error

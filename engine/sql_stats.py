@@ -1,0 +1,49 @@
+"""The store's statement for run statistics, mixed into `SqlStore`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import func, select
+
+from engine.jsonutil import loads
+from engine.records import RunFacts
+from engine.schema import attempts, runs
+
+
+class SqlStats:
+    """Needs `_read(statement)` from the class it is mixed into."""
+
+    _read: Callable[[Any], list[Any]]
+
+    def run_facts(self, function: str | None, since: float | None, limit: int) -> list[RunFacts]:
+        failed = (
+            select(func.count()).select_from(attempts).where(attempts.c.run_id == runs.c.id).scalar_subquery()
+        )
+        statement = select(
+            runs.c.function,
+            runs.c.status,
+            runs.c.started_at,
+            runs.c.ended_at,
+            runs.c.attempt,
+            runs.c.error,
+            failed.label("failed_step_attempts"),
+        )
+        if function is not None:
+            statement = statement.where(runs.c.function == function)
+        if since is not None:
+            statement = statement.where(runs.c.created_at >= since)
+        statement = statement.order_by(runs.c.created_at.desc()).limit(limit)
+        return [
+            RunFacts(
+                function=row["function"],
+                status=row["status"],
+                started_at=row["started_at"],
+                ended_at=row["ended_at"],
+                attempt=row["attempt"],
+                error=loads(row["error"]) if row["error"] else None,
+                failed_step_attempts=row["failed_step_attempts"],
+            )
+            for row in self._read(statement)
+        ]

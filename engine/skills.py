@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from jsonschema import Draft202012Validator, SchemaError
+
 from engine import cron, flow
 from engine.errors import InvalidInput
 from engine.expressions import compile_expression
@@ -13,7 +15,7 @@ from engine.retry import RetryPolicy
 
 SKILL_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 EVENT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,255}$")
-CONFIG_KEYS = frozenset({"retries", "retry_backoff", "concurrency"})
+CONFIG_KEYS = frozenset({"retries", "retry_backoff", "concurrency", "expose_as_tool", "input_schema"})
 LATER_CONFIG_KEYS = frozenset(
     {
         "throttle",
@@ -25,8 +27,6 @@ LATER_CONFIG_KEYS = frozenset(
         "cancel_on",
         "timeouts",
         "batch_events",
-        "expose_as_tool",
-        "input_schema",
     }
 )
 
@@ -104,4 +104,27 @@ def check_config(config: Any) -> dict[str, Any]:
     RetryPolicy.from_config(config)
     if "concurrency" in config:
         config = {**config, "concurrency": flow.check_concurrency(config["concurrency"])}
+    if "expose_as_tool" in config and not isinstance(config["expose_as_tool"], bool):
+        raise InvalidInput("config.expose_as_tool must be true or false")
+    if "input_schema" in config:
+        check_input_schema(config["input_schema"])
     return config
+
+
+IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+
+
+def check_input_schema(schema: Any) -> None:
+    """`config.input_schema`: the JSON Schema of the data a skill exposed as a tool takes: an
+    object whose property names are identifiers (they become the tool's arguments)."""
+    if not isinstance(schema, dict) or schema.get("type") != "object":
+        raise InvalidInput('config.input_schema must be a JSON Schema with "type": "object"')
+    try:
+        Draft202012Validator.check_schema(schema)
+    except SchemaError as exc:
+        raise InvalidInput(f"config.input_schema is not a valid JSON Schema: {exc.message}") from None
+    for name in schema.get("properties") or {}:
+        if not IDENTIFIER.match(name):
+            raise InvalidInput(
+                f"config.input_schema property {name!r} must be an identifier (letters, digits, _)"
+            )

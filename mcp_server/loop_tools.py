@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from mcp.server import MCPServer
@@ -17,7 +17,13 @@ def loop_view(loop: Loop) -> views.LoopView:
     return views.LoopView.of(loop, Engine.upcoming_ticks(loop))
 
 
-def register_loop_tools(server: MCPServer, engine_of: Callable[[], Engine]) -> None:
+async def _quiet() -> None:
+    return None
+
+
+def register_loop_tools(
+    server: MCPServer, engine_of: Callable[[], Engine], loops_changed: Callable[[], Awaitable[None]] = _quiet
+) -> None:
     @server.tool(annotations=WRITE)
     async def schedule_loop(
         skill: str,
@@ -33,6 +39,7 @@ def register_loop_tools(server: MCPServer, engine_of: Callable[[], Engine]) -> N
         `latest` (fire the most recent once) or `all` (each, at most 100). Returns the loop id
         and the next three fire times."""
         loop = await answer(engine_of().schedule_loop(skill, cron, timezone, data or {}, name, catch_up))
+        await loops_changed()
         return loop_view(loop)
 
     @server.tool(annotations=READ)
@@ -58,4 +65,5 @@ def register_loop_tools(server: MCPServer, engine_of: Callable[[], Engine]) -> N
     async def delete_loop(loop_id: str) -> views.LoopDeleted:
         """Delete a loop; runs it started stay in the history."""
         await answer(engine_of().delete_loop(loop_id))
+        await loops_changed()
         return views.LoopDeleted(loop_id=loop_id, deleted=True)

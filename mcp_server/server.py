@@ -7,6 +7,8 @@ from contextlib import asynccontextmanager
 from importlib.metadata import version as package_version
 
 from mcp.server import MCPServer
+from mcp.server.mcpserver import Context
+from mcp.server.subscriptions import ResourcesListChanged
 
 from engine import Engine
 from mcp_server.config import Settings
@@ -14,6 +16,7 @@ from mcp_server.loop_tools import register_loop_tools
 from mcp_server.prompts import register_prompts
 from mcp_server.resources import register_resources
 from mcp_server.run_updates import RunUpdates
+from mcp_server.skill_tools import ExposedSkills
 from mcp_server.tools import register_tools
 
 INSTRUCTIONS = (
@@ -45,6 +48,7 @@ def build_server(settings: Settings) -> MCPServer:
         await engine.start()
         holder.engine = engine
         updates.attach(engine)
+        await exposed.sync_all()
         try:
             yield {"engine": engine}
         finally:
@@ -61,8 +65,14 @@ def build_server(settings: Settings) -> MCPServer:
         subscriptions=updates.bus,
     )
     updates.register_legacy_handlers(server)
-    register_tools(server, holder)
-    register_loop_tools(server, holder)
+    exposed = ExposedSkills(server, holder, updates.bus)
+
+    async def skill_changed(name: str, ctx: Context) -> None:
+        await exposed.sync(name, ctx)
+        await updates.bus.publish(ResourcesListChanged())  # skill://{name} resources changed
+
+    register_tools(server, holder, skill_changed)
+    register_loop_tools(server, holder, lambda: updates.bus.publish(ResourcesListChanged()))
     register_resources(server, holder)
     register_prompts(server, holder)
     return server

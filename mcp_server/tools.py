@@ -35,26 +35,40 @@ async def answer(call: Awaitable[T]) -> T:
         raise ToolError(f"{exc.code}: {exc}") from None
 
 
-def register_tools(server: MCPServer, engine_of: Callable[[], Engine]) -> None:
+SkillChanged = Callable[[str, Context], Awaitable[None]]
+
+
+async def _nothing(name: str, ctx: Context) -> None:
+    return None
+
+
+def register_tools(
+    server: MCPServer, engine_of: Callable[[], Engine], skill_changed: SkillChanged = _nothing
+) -> None:
     @server.tool(annotations=WRITE)
     async def create_skill(
         name: str,
         code: str,
+        ctx: Context,
         description: str = "",
         triggers: list[dict[str, Any]] | None = None,
         config: dict[str, Any] | None = None,
     ) -> views.SkillRegistered:
         """Register a new skill: Python source with `def handler(ctx, step)`. Triggers are
-        `[{"event": name, "if": CEL condition}]`; config holds `retries` and `retry_backoff`.
+        `[{"event": name, "if": CEL condition}]` or `[{"cron": "0 9 * * *", "timezone": tz}]`;
+        config holds `retries`, `retry_backoff`, `concurrency` ([{limit, key}]), and
+        `expose_as_tool` with `input_schema` to make the skill its own tool `skill_<name>`.
         Compile errors come back with line and column; warnings flag replay hazards."""
         registration = await answer(
             engine_of().create_skill(name, code, description, triggers or [], config or {})
         )
+        await skill_changed(name, ctx)
         return views.SkillRegistered.of(registration)
 
     @server.tool(annotations=WRITE)
     async def update_skill(
         name: str,
+        ctx: Context,
         code: str | None = None,
         description: str | None = None,
         triggers: list[dict[str, Any]] | None = None,
@@ -62,12 +76,14 @@ def register_tools(server: MCPServer, engine_of: Callable[[], Engine]) -> None:
     ) -> views.SkillRegistered:
         """Make version N+1 of a skill; fields left out are kept. Runs in flight finish on their version."""
         registration = await answer(engine_of().update_skill(name, code, description, triggers, config))
+        await skill_changed(name, ctx)
         return views.SkillRegistered.of(registration)
 
     @server.tool(annotations=DESTROY)
-    async def delete_skill(name: str) -> views.Deleted:
+    async def delete_skill(name: str, ctx: Context) -> views.Deleted:
         """Delete a skill: it is no longer triggered; its runs and versions stay readable."""
         await answer(engine_of().delete_skill(name))
+        await skill_changed(name, ctx)
         return views.Deleted(name=name, deleted=True)
 
     @server.tool(annotations=READ)

@@ -263,3 +263,57 @@ async def test_get_stats_sums_up_a_skills_runs(tmp_path: Path) -> None:
         assert found["top_errors"] == [{"error": "NonRetriableError: multiple of three", "count": 2}]
         bad = await session.call_tool("get_stats", {"since": "last tuesday"})
         assert bad.is_error
+
+
+EXPOSED_CONFIG = {
+    "expose_as_tool": True,
+    "input_schema": {
+        "type": "object",
+        "properties": {"n": {"type": "integer", "minimum": 0}},
+        "required": ["n"],
+    },
+}
+
+
+async def test_a_skill_exposed_as_a_tool_appears_and_the_change_is_announced(tmp_path: Path) -> None:
+    async with client(tmp_path, "2026-07-28") as session:
+        with anyio.fail_after(20):
+            async with session.listen(tools_list_changed=True) as changes:
+                created = {
+                    "name": "double",
+                    "code": SKILL,
+                    "description": "Doubles n",
+                    "config": EXPOSED_CONFIG,
+                }
+                await call(session, "create_skill", created)
+                async for _event in changes:
+                    break  # the tool list changed
+        tools = {tool.name: tool for tool in (await session.list_tools()).tools}
+        assert tools["skill_double"].input_schema == EXPOSED_CONFIG["input_schema"]
+        assert tools["skill_double"].description == "Doubles n"
+        run = await call(session, "skill_double", {"n": 5})
+        assert run["status"] == "completed" and run["output"] == {"result": 11}
+        bad = await session.call_tool("skill_double", {"n": -1})
+        assert bad.is_error and "minimum" in bad.content[0].text
+        await call(session, "update_skill", {"name": "double", "config": {}})
+        assert "skill_double" not in {tool.name for tool in (await session.list_tools()).tools}
+
+
+async def test_tool_list_changes_reach_a_legacy_session(tmp_path: Path) -> None:
+    notices: list[str] = []
+
+    async def on_message(message: Any) -> None:
+        notices.append(type(message).__name__)
+
+    command = [sys.executable, "-m", "mcp_server", "--home", str(tmp_path), "serve"]
+    params = StdioServerParameters(command=command[0], args=command[1:])
+    async with Client(params, mode="legacy", message_handler=on_message) as session:
+        await call(session, "create_skill", {"name": "double", "code": SKILL, "config": EXPOSED_CONFIG})
+        for _ in range(100):
+            if "ToolListChangedNotification" in notices:
+                break
+            await asyncio.sleep(0.02)
+        assert "ToolListChangedNotification" in notices
+        assert "skill_double" in {tool.name for tool in (await session.list_tools()).tools}
+    async with client(tmp_path, "2026-07-28") as again:  # a new server process builds it at start
+        assert "skill_double" in {tool.name for tool in (await again.list_tools()).tools}

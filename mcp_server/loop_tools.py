@@ -6,6 +6,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from mcp.server import MCPServer
+from mcp.server.mcpserver import Context
 
 from engine import Engine
 from engine.records import Loop
@@ -17,17 +18,20 @@ def loop_view(loop: Loop) -> views.LoopView:
     return views.LoopView.of(loop, Engine.upcoming_ticks(loop))
 
 
-async def _quiet() -> None:
+async def _quiet(ctx: Context) -> None:
     return None
 
 
 def register_loop_tools(
-    server: MCPServer, engine_of: Callable[[], Engine], loops_changed: Callable[[], Awaitable[None]] = _quiet
+    server: MCPServer,
+    engine_of: Callable[[], Engine],
+    loops_changed: Callable[[Context], Awaitable[None]] = _quiet,
 ) -> None:
     @server.tool(annotations=WRITE)
     async def schedule_loop(
         skill: str,
         cron: str,
+        ctx: Context,
         timezone: str = "UTC",
         data: dict[str, Any] | None = None,
         name: str | None = None,
@@ -39,7 +43,7 @@ def register_loop_tools(
         `latest` (fire the most recent once) or `all` (each, at most 100). Returns the loop id
         and the next three fire times."""
         loop = await answer(engine_of().schedule_loop(skill, cron, timezone, data or {}, name, catch_up))
-        await loops_changed()
+        await loops_changed(ctx)
         return loop_view(loop)
 
     @server.tool(annotations=READ)
@@ -62,8 +66,8 @@ def register_loop_tools(
         return loop_view(loop)
 
     @server.tool(annotations=DESTROY)
-    async def delete_loop(loop_id: str) -> views.LoopDeleted:
+    async def delete_loop(loop_id: str, ctx: Context) -> views.LoopDeleted:
         """Delete a loop; runs it started stay in the history."""
         await answer(engine_of().delete_loop(loop_id))
-        await loops_changed()
+        await loops_changed(ctx)
         return views.LoopDeleted(loop_id=loop_id, deleted=True)

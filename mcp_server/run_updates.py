@@ -72,6 +72,15 @@ class RunUpdates:
             except Exception:  # the client went away: forget its subscriptions
                 self._forget(session)
 
+    @staticmethod
+    async def tell_session(ctx: Any, notification: str) -> None:
+        """Send a list-changed notification to the 2025-era session of `ctx`; a 2026-07-28
+        session hears the same on its listen stream instead."""
+        try:
+            await getattr(ctx.session, notification)()
+        except Exception:
+            log.debug("%s not sent on this session", notification, exc_info=True)
+
     # legacy handlers (the server's event loop) --------------------------------------------------
 
     async def _subscribe(self, ctx: Any, params: SubscribeRequestParams) -> EmptyResult:

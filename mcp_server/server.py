@@ -69,10 +69,14 @@ def build_server(settings: Settings) -> MCPServer:
 
     async def skill_changed(name: str, ctx: Context) -> None:
         await exposed.sync(name, ctx)
-        await updates.bus.publish(ResourcesListChanged())  # skill://{name} resources changed
+        await resources_changed(ctx)  # skill://{name} resources changed
+
+    async def resources_changed(ctx: Context) -> None:
+        await updates.bus.publish(ResourcesListChanged())
+        await updates.tell_session(ctx, "send_resource_list_changed")
 
     register_tools(server, holder, skill_changed)
-    register_loop_tools(server, holder, lambda: updates.bus.publish(ResourcesListChanged()))
+    register_loop_tools(server, holder, resources_changed)
     register_resources(server, holder)
     register_prompts(server, holder)
     return server

@@ -7,7 +7,6 @@ listen bus, and `notifications/tools/list_changed` to the 2025-era session that 
 from __future__ import annotations
 
 import inspect
-import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -20,9 +19,9 @@ from mcp.server.subscriptions import InMemorySubscriptionBus, ToolsListChanged
 from engine import Engine, SkillNotFound
 from engine.records import SkillVersion
 from mcp_server import views
+from mcp_server.run_updates import RunUpdates
 from mcp_server.tools import RUN, answer
 
-log = logging.getLogger(__name__)
 PREFIX = "skill_"
 EMPTY_SCHEMA: dict[str, Any] = {"type": "object", "properties": {}}
 WAIT_SECONDS = 30.0
@@ -100,9 +99,5 @@ class ExposedSkills:
 
     async def _announce(self, ctx: Context | None) -> None:
         await self.bus.publish(ToolsListChanged())
-        if ctx is None:
-            return
-        try:
-            await ctx.session.send_tool_list_changed()
-        except Exception:  # a 2026-07-28 session hears it on its listen stream instead
-            log.debug("tools/list_changed not sent on this session", exc_info=True)
+        if ctx is not None:
+            await RunUpdates.tell_session(ctx, "send_tool_list_changed")

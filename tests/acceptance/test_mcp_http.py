@@ -8,6 +8,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import anyio
 import httpx
@@ -15,6 +16,7 @@ import httpx2
 import pytest
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
+from mcp.shared.exceptions import MCPDeprecationWarning
 
 from tests.acceptance.test_mcp_stdio import SLEEPER, count_updates_until_done
 
@@ -95,3 +97,26 @@ async def test_a_run_subscription_hears_changes_over_http(http_server: str) -> N
         with anyio.fail_after(20):
             seen = await count_updates_until_done(session, f"run://{run.structured_content['run_id']}")
     assert seen >= 2
+
+
+async def test_a_legacy_session_hears_run_updates_over_http(http_server: str) -> None:
+    updated: list[str] = []
+
+    async def on_message(message: Any) -> None:
+        uri = getattr(getattr(message, "params", None), "uri", None)
+        if uri is not None:
+            updated.append(str(uri))
+
+    http = httpx2.AsyncClient(headers={"Authorization": f"Bearer {TOKEN}"})
+    transport = streamable_http_client(f"{http_server}/mcp", http_client=http)
+    async with Client(transport, mode="legacy", message_handler=on_message) as session:
+        created = await session.call_tool("create_skill", {"name": "sleeper", "code": SLEEPER})
+        assert not created.is_error, created.content
+        run = await session.call_tool("invoke_function", {"name": "sleeper", "wait": False})
+        uri = f"run://{run.structured_content['run_id']}"
+        with pytest.warns(MCPDeprecationWarning):
+            await session.session.subscribe_resource(uri)
+        with anyio.fail_after(20):
+            while uri not in updated:
+                await anyio.sleep(0.05)
+    assert set(updated) == {uri}

@@ -94,6 +94,9 @@ async def test_bad_input_gets_specific_tool_errors_and_changes_nothing(tmp_path:
             ("get_run", {"run_id": "run_nope"}, "run 'run_nope' does not exist"),
             ("list_runs", {"status": "sideways"}, "unknown status"),
             ("create_skill", {"name": "huge", "code": SKILL + "#" * 300_000}, "over the limit"),
+            ("schedule_loop", {"skill": "ok", "cron": "every day"}, "use 5"),
+            ("update_loop", {"loop_id": "loop_x", "paused": True}, "loop 'loop_x' does not exist"),
+            ("get_stats", {"function": "Not A Name"}, "invalid skill name"),
         ]
         for tool, arguments, words in cases:
             result = await session.call_tool(tool, arguments)
@@ -102,6 +105,7 @@ async def test_bad_input_gets_specific_tool_errors_and_changes_nothing(tmp_path:
         skills = await call(session, "list_skills", {})
         assert [skill["name"] for skill in skills["skills"]] == ["ok"]
         assert (await call(session, "list_runs", {}))["runs"] == []
+        assert (await call(session, "list_loops", {}))["loops"] == []
 
 
 async def test_two_stdio_servers_on_one_database_run_each_step_once(
@@ -314,6 +318,7 @@ async def test_tool_list_changes_reach_a_legacy_session(tmp_path: Path) -> None:
                 break
             await asyncio.sleep(0.02)
         assert "ToolListChangedNotification" in notices
+        assert "ResourceListChangedNotification" in notices  # the skill:// list changed too
         assert "skill_double" in {tool.name for tool in (await session.list_tools()).tools}
     async with client(tmp_path, "2026-07-28") as again:  # a new server process builds it at start
         assert "skill_double" in {tool.name for tool in (await again.list_tools()).tools}

@@ -10,7 +10,7 @@ import asyncio
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from benchmarks import baseline, sandbox
 from benchmarks.report import Figure
@@ -29,6 +29,10 @@ QUICK = Sizes(steps=300, runs=200, latency_samples=50, commits=300, invocations=
 FULL = Sizes(steps=1000, runs=500, latency_samples=100, commits=1000, invocations=300)
 
 
+# A concurrency key that never delays a run here (one run at a time is sent): the cost of the check.
+KEYED = {"concurrency": [{"limit": 5, "key": "event.data.service"}]}
+
+
 class Contender(Protocol):
     name: str
 
@@ -36,7 +40,7 @@ class Contender(Protocol):
 
     async def throughput_runs_per_s(self, runs: int) -> float: ...
 
-    async def start_latencies_ms(self, samples: int) -> list[float]: ...
+    async def start_latencies_ms(self, samples: int, config: dict[str, Any] | None = None) -> list[float]: ...
 
 
 @dataclass
@@ -78,6 +82,8 @@ async def measure_once(contender: Contender, sizes: Sizes, samples: Samples) -> 
     latencies = await contender.start_latencies_ms(sizes.latency_samples)
     samples.add("start_latency_p50_ms", name, statistics.median(latencies))
     samples.add("start_latency_p99_ms", name, percentile(latencies, 99))
+    keyed = await contender.start_latencies_ms(sizes.latency_samples, KEYED)
+    samples.add("keyed_start_latency_p50_ms", name, statistics.median(keyed))
 
 
 def figures(samples: Samples) -> list[Figure]:
@@ -88,6 +94,13 @@ def figures(samples: Samples) -> list[Figure]:
         Figure("throughput_runs_per_s", "runs/s", samples.medians("throughput_runs_per_s")),
         Figure("start_latency_p50_ms", "ms", samples.medians("start_latency_p50_ms")),
         Figure("start_latency_p99_ms", "ms", samples.medians("start_latency_p99_ms")),
+        Figure(
+            "keyed_start_latency_p50_ms",
+            "ms",
+            samples.medians("keyed_start_latency_p50_ms"),
+            samples.medians("start_latency_p50_ms")["stepkeeper"],
+            "start_latency_p50_ms",
+        ),
         Figure(
             "sandbox_invocation_p50_ms",
             "ms",

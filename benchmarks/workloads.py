@@ -12,6 +12,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 from engine import Engine, SqlStore
 from engine.records import Run
@@ -63,11 +64,11 @@ class Stepkeeper:
             finished = [await engine.wait_for_run(run_id, RUN_TIMEOUT_SECONDS) for run_id in run_ids]
             return runs / (max(ended_at(run) for run in finished) - sent_at)
 
-    async def start_latencies_ms(self, samples: int) -> list[float]:
+    async def start_latencies_ms(self, samples: int, config: dict[str, Any] | None = None) -> list[float]:
         """Per event, sequentially: from just before `send_event` to the first step body."""
         async with fresh_engine() as engine:
             code = "def handler(ctx, step):\n    return step.run('first', lambda: 1)\n"
-            await engine.create_skill("first", code, triggers=[{"event": "ping"}])
+            await engine.create_skill("first", code, triggers=[{"event": "ping"}], config=config or {})
             latencies = []
             for _ in range(samples):
                 latencies.append(await first_step_latency_ms(engine, "ping"))

@@ -19,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from engine.errors import StoreUnavailable
 from engine.event_router import route_pending
 from engine.executor import Executor
+from engine.flow import cancel_overdue
 from engine.loops import fire_due_loops
 from engine.records import Run
 from engine.runtime import Runtime
@@ -73,6 +74,7 @@ class Scheduler:
         self._events_pending = True
         self._loops_pending = True  # the next loop tick must be read again from the store
         self._next_tick_at: float | None = None
+        self._next_overdue_check = 0.0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._finished_listeners: list[asyncio.Event] = []
@@ -177,6 +179,7 @@ class Scheduler:
             self._events_pending = False
             await asyncio.to_thread(route_pending, store, now)
         await self._fire_loops(now)
+        await self._cancel_overdue()  # before claiming: a run past its start timeout never starts
         free = self.concurrency - len(self._active)
         if free > 0:
             claimed = await asyncio.to_thread(
@@ -203,6 +206,13 @@ class Scheduler:
         self._events_pending = True  # the poll also routes events other processes stored
         self._loops_pending = True  # and sees loops they changed
         await self.rt.clock.wait(self._wake, timeout)
+
+    async def _cancel_overdue(self) -> None:
+        """Enforce `timeouts`, at most once per poll interval (it reads every live skill)."""
+        now = self.rt.clock.now()
+        if now >= self._next_overdue_check:
+            self._next_overdue_check = now + self.poll_seconds
+            await asyncio.to_thread(cancel_overdue, self.rt, now)
 
     async def _fire_loops(self, now: float) -> None:
         """Fire the loops whose tick has come (the store makes each tick fire once)."""

@@ -15,7 +15,9 @@ from engine.retry import RetryPolicy
 
 SKILL_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 EVENT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,255}$")
-CONFIG_KEYS = frozenset({"retries", "retry_backoff", "concurrency", "expose_as_tool", "input_schema"})
+CONFIG_KEYS = frozenset(
+    {"retries", "retry_backoff", "concurrency", "timeouts", "expose_as_tool", "input_schema"}
+)
 LATER_CONFIG_KEYS = frozenset(
     {
         "throttle",
@@ -25,7 +27,6 @@ LATER_CONFIG_KEYS = frozenset(
         "idempotency",
         "singleton",
         "cancel_on",
-        "timeouts",
         "batch_events",
     }
 )
@@ -104,6 +105,8 @@ def check_config(config: Any) -> dict[str, Any]:
     RetryPolicy.from_config(config)
     if "concurrency" in config:
         config = {**config, "concurrency": flow.check_concurrency(config["concurrency"])}
+    if "timeouts" in config:
+        flow.check_timeouts(config["timeouts"])
     if "expose_as_tool" in config and not isinstance(config["expose_as_tool"], bool):
         raise InvalidInput("config.expose_as_tool must be true or false")
     if "input_schema" in config:

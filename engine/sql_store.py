@@ -44,6 +44,7 @@ from engine.schema import (
     steps,
     versions,
 )
+from engine.sql_flow import SqlFlow
 from engine.sql_loops import SqlLoops
 from engine.sql_stats import SqlStats
 from engine.sqlite import sqlite_engine
@@ -88,7 +89,7 @@ def _admitted(
     return chosen
 
 
-class SqlStore(SqlLoops, SqlStats):
+class SqlStore(SqlLoops, SqlStats, SqlFlow):
     """`engine.store.Store` on SQLite (the embedded default)."""
 
     def __init__(self, url: str) -> None:

@@ -163,6 +163,13 @@ class Store(Protocol):
         """If the loop's next tick is still `expected_next`, move it to `next_fire_at` and create
         the runs, in one transaction; False (nothing changed) if another process fired it."""
 
+    # flow control
+    def overdue_runs(
+        self, function: str, queued_before: float | None, started_before: float | None
+    ) -> list[Run]:
+        """Unfinished runs of `function` created before `queued_before` that never started, or
+        first started before `started_before`."""
+
     # statistics
     def run_facts(self, function: str | None, since: float | None, limit: int) -> list[RunFacts]:
         """The newest `limit` runs created since `since` (of `function`, if given)."""

@@ -1,0 +1,37 @@
+"""The store's statements for flow control, mixed into `SqlStore`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import and_, or_, select
+
+from engine.records import FINAL_STATUSES, Run
+from engine.schema import runs
+from engine.store_rows import run_from_row
+
+MAX_OVERDUE_PER_PASS = 500
+
+
+class SqlFlow:
+    """Needs `_read(statement)` from the class it is mixed into."""
+
+    _read: Callable[[Any], list[Any]]
+
+    def overdue_runs(
+        self, function: str, queued_before: float | None, started_before: float | None
+    ) -> list[Run]:
+        late = []
+        if queued_before is not None:
+            late.append(and_(runs.c.started_at.is_(None), runs.c.created_at < queued_before))
+        if started_before is not None:
+            late.append(runs.c.started_at < started_before)
+        if not late:
+            return []
+        statement = (
+            select(runs)
+            .where(runs.c.function == function, runs.c.status.not_in(FINAL_STATUSES), or_(*late))
+            .limit(MAX_OVERDUE_PER_PASS)
+        )
+        return [run_from_row(row) for row in self._read(statement)]

@@ -10,6 +10,7 @@ import logging
 from collections.abc import Callable
 
 from engine.expressions import matches
+from engine.flow import cancellations
 from engine.ids import new_id
 from engine.records import Event, EventRoute, Run, SkillVersion, StepResolution, Wait
 from engine.store import Store
@@ -66,7 +67,8 @@ def plan_routes(store: Store, batch: list[Event], now: float) -> list[EventRoute
         resolutions = _resolutions(event, waits)
         ended = {(r.run_id, r.key) for r in resolutions}
         waits = [w for w in waits if (w.run_id, w.key) not in ended]  # a wait takes one event
-        routes.append(EventRoute(event.id, runs_for(event, skills, now), resolutions))
+        cancels = cancellations(store, event.payload(), skills, now)
+        routes.append(EventRoute(event.id, runs_for(event, skills, now), resolutions, cancels))
     return routes
 
 

@@ -15,11 +15,12 @@ from typing import TYPE_CHECKING, Any
 
 from engine.durations import parse_duration
 from engine.errors import InvalidInput
-from engine.expressions import compile_expression, evaluate
-from engine.records import Run, StepResolution
+from engine.expressions import compile_expression, evaluate, matches
+from engine.records import Run, SkillVersion, StepResolution
 
-if TYPE_CHECKING:  # the runtime's store imports this module
+if TYPE_CHECKING:  # the store imports this module
     from engine.runtime import Runtime
+    from engine.store import Store
 
 MAX_CONCURRENCY_CONSTRAINTS = 2
 MAX_CONCURRENCY_LIMIT = 10_000
@@ -122,3 +123,52 @@ def _parent_resolution(run: Run, reason: str) -> StepResolution | None:
         "run_id": run.id,
     }
     return StepResolution(run.parent_run_id, run.parent_step_key, "failed", error=error)
+
+
+MAX_CANCEL_ON = 5
+MAX_CANCELLED_PER_EVENT = 1000
+
+
+def check_cancel_on(value: Any) -> list[dict[str, Any]]:
+    """`config.cancel_on`: `[{event, if, timeout}]`: an incoming event named `event` (for which
+    `if`, over `event` (the run's trigger) and `async` (the incoming event), is true) cancels the
+    skill's unfinished runs, including sleeping and waiting ones; with `timeout`, only within
+    that long of a run's creation."""
+    if not isinstance(value, list) or not 1 <= len(value) <= MAX_CANCEL_ON:
+        raise InvalidInput(f"config.cancel_on must be a list of 1 to {MAX_CANCEL_ON} {{event, if, timeout}}")
+    checked = []
+    for index, rule in enumerate(value):
+        where = f"config.cancel_on[{index}]"
+        if not isinstance(rule, dict) or set(rule) - {"event", "if", "timeout"} or "event" not in rule:
+            raise InvalidInput(f"{where} must be an object with 'event' and optionally 'if' and 'timeout'")
+        if not isinstance(rule["event"], str):
+            raise InvalidInput(f"{where}.event must be an event name")
+        try:
+            if rule.get("if") is not None:
+                compile_expression(rule["if"])
+            if rule.get("timeout") is not None:
+                parse_duration(rule["timeout"])
+        except InvalidInput as exc:
+            raise InvalidInput(f"{where}: {exc}") from None
+        checked.append({k: v for k, v in rule.items() if v is not None})
+    return checked
+
+
+def cancellations(
+    store: Store, payload: dict[str, Any], skills: list[SkillVersion], now: float
+) -> list[tuple[str, str]]:
+    """The unfinished runs an incoming event cancels under its skills' `cancel_on` rules."""
+    found: list[tuple[str, str]] = []
+    for skill in skills:
+        rules = [r for r in skill.config.get("cancel_on") or [] if r["event"] == payload["name"]]
+        if not rules:
+            continue
+        for run in store.unfinished_runs(skill.name, MAX_CANCELLED_PER_EVENT):
+            for rule in rules:
+                recent = rule.get("timeout") is None or now <= run.created_at + parse_duration(
+                    rule["timeout"]
+                )
+                if recent and matches(rule.get("if"), {"event": run.event or {}, "async": payload}):
+                    found.append((run.id, f"cancelled by event {payload['name']} ({payload.get('id')})"))
+                    break
+    return found

@@ -140,11 +140,12 @@ class StepResolution:
 
 @dataclass(frozen=True)
 class EventRoute:
-    """What one event does: the runs it starts and the waits it ends."""
+    """What one event does: the runs it starts, the waits it ends, the runs it cancels."""
 
     event_id: str
     new_runs: list[Run]
     resolutions: list[StepResolution]
+    cancels: list[tuple[str, str]] = field(default_factory=list)  # (run id, reason)
 
 
 @dataclass

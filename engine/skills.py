@@ -16,7 +16,7 @@ from engine.retry import RetryPolicy
 SKILL_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 EVENT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,255}$")
 CONFIG_KEYS = frozenset(
-    {"retries", "retry_backoff", "concurrency", "timeouts", "expose_as_tool", "input_schema"}
+    {"retries", "retry_backoff", "concurrency", "timeouts", "cancel_on", "expose_as_tool", "input_schema"}
 )
 LATER_CONFIG_KEYS = frozenset(
     {
@@ -26,7 +26,6 @@ LATER_CONFIG_KEYS = frozenset(
         "priority",
         "idempotency",
         "singleton",
-        "cancel_on",
         "batch_events",
     }
 )
@@ -107,6 +106,10 @@ def check_config(config: Any) -> dict[str, Any]:
         config = {**config, "concurrency": flow.check_concurrency(config["concurrency"])}
     if "timeouts" in config:
         flow.check_timeouts(config["timeouts"])
+    if "cancel_on" in config:
+        config = {**config, "cancel_on": flow.check_cancel_on(config["cancel_on"])}
+        for rule in config["cancel_on"]:
+            check_event_name(rule["event"])
     if "expose_as_tool" in config and not isinstance(config["expose_as_tool"], bool):
         raise InvalidInput("config.expose_as_tool must be true or false")
     if "input_schema" in config:

@@ -35,3 +35,12 @@ class SqlFlow:
             .limit(MAX_OVERDUE_PER_PASS)
         )
         return [run_from_row(row) for row in self._read(statement)]
+
+    def unfinished_runs(self, function: str, limit: int) -> list[Run]:
+        statement = (
+            select(runs)
+            .where(runs.c.function == function, runs.c.status.not_in(FINAL_STATUSES))
+            .order_by(runs.c.created_at)
+            .limit(limit)
+        )
+        return [run_from_row(row) for row in self._read(statement)]

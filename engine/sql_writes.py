@@ -8,7 +8,7 @@ from sqlalchemy import bindparam, delete, exists, func, insert, select, update
 from sqlalchemy.engine import Connection
 
 from engine.jsonutil import dumps
-from engine.records import PENDING_STEP, Event, EventRoute, Run, Step, StepResolution
+from engine.records import FINAL_STATUSES, PENDING_STEP, Event, EventRoute, Run, Step, StepResolution
 from engine.schema import events, run_slots, runs, steps
 from engine.store_rows import event_to_row, run_to_row, step_to_row
 
@@ -32,6 +32,20 @@ def apply_route(connection: Connection, route: EventRoute, now: float) -> bool:
     insert_runs(connection, route.new_runs)
     for resolution in route.resolutions:
         resolve_step(connection, resolution, now)
+    for run_id, reason in route.cancels:
+        connection.execute(
+            update(runs)
+            .where(runs.c.id == run_id, runs.c.status.not_in(FINAL_STATUSES))
+            .values(
+                status="cancelled",
+                cancel_reason=reason,
+                ended_at=now,
+                updated_at=now,
+                wake_at=None,
+                lease_owner=None,
+                lease_expires_at=None,
+            )
+        )
     return True
 
 

@@ -170,6 +170,9 @@ class Store(Protocol):
         """Unfinished runs of `function` created before `queued_before` that never started, or
         first started before `started_before`."""
 
+    def unfinished_runs(self, function: str, limit: int) -> list[Run]:
+        """Runs of `function` not yet completed, failed or cancelled, oldest first."""
+
     # statistics
     def run_facts(self, function: str | None, since: float | None, limit: int) -> list[RunFacts]:
         """The newest `limit` runs created since `since` (of `function`, if given)."""

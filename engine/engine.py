@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any, TypeVar
 
-from engine import limits, loops, stats
+from engine import flow, limits, loops, stats
 from engine.clock import Clock, SystemClock
 from engine.durations import parse_duration, parse_instant
 from engine.errors import (
@@ -442,6 +442,9 @@ class Engine:
         )
 
         def create(claim: ClaimLocally | None) -> None:
+            version = self.executor.version(run.function, run.version)
+            if version is not None and version.config.get("priority"):
+                run.wake_at = now - flow.priority_seconds(version.config, run.event or {})
             if claim is not None:
                 claim([run])
             self.store.create_runs([run])

@@ -10,7 +10,7 @@ import logging
 from collections.abc import Callable
 
 from engine.expressions import matches
-from engine.flow import cancellations
+from engine.flow import cancellations, priority_seconds
 from engine.ids import new_id
 from engine.records import Event, EventRoute, Run, SkillVersion, StepResolution, Wait
 from engine.store import Store
@@ -39,7 +39,7 @@ def runs_for(event: Event, skills: list[SkillVersion], now: float) -> list[Run]:
                         event_id=event.id,
                         created_at=now,
                         updated_at=now,
-                        wake_at=now,
+                        wake_at=now - priority_seconds(skill.config, payload),
                     )
                 )
                 break  # one run per skill per event, however many of its triggers match

@@ -39,6 +39,10 @@ class Executor:
                 self._prepared[(name, version)] = skill
         return skill
 
+    def version(self, name: str, number: int) -> SkillVersion | None:
+        """A skill version, read once and kept (versions are immutable)."""
+        return self._version(name, number)
+
     def _version(self, name: str, number: int) -> SkillVersion | None:
         key = (name, number)
         with self._lock:

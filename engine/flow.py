@@ -172,3 +172,32 @@ def cancellations(
                     found.append((run.id, f"cancelled by event {payload['name']} ({payload.get('id')})"))
                     break
     return found
+
+
+MAX_PRIORITY_SECONDS = 600
+
+
+def check_priority(value: Any) -> None:
+    """`config.priority`: `{"run": expr}`, an expression over `event` giving seconds."""
+    if not isinstance(value, dict) or set(value) != {"run"}:
+        raise InvalidInput('config.priority must be an object {"run": expression}')
+    try:
+        compile_expression(value["run"])
+    except InvalidInput as exc:
+        raise InvalidInput(f"config.priority.run: {exc}") from None
+
+
+def priority_seconds(config: dict[str, Any], event: dict[str, Any]) -> float:
+    """How many seconds earlier (positive) or later (negative) a new run is queued than its
+    creation time, from `config.priority.run`, within ±600 s; 0 if it does not evaluate to a
+    number."""
+    rule = config.get("priority")
+    if not rule:
+        return 0.0
+    try:
+        value = evaluate(rule["run"], {"event": event})
+    except Exception:  # a missing field: no priority
+        return 0.0
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return 0.0
+    return float(max(-MAX_PRIORITY_SECONDS, min(MAX_PRIORITY_SECONDS, value)))

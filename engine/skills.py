@@ -16,14 +16,22 @@ from engine.retry import RetryPolicy
 SKILL_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 EVENT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,255}$")
 CONFIG_KEYS = frozenset(
-    {"retries", "retry_backoff", "concurrency", "timeouts", "cancel_on", "expose_as_tool", "input_schema"}
+    {
+        "retries",
+        "retry_backoff",
+        "concurrency",
+        "priority",
+        "timeouts",
+        "cancel_on",
+        "expose_as_tool",
+        "input_schema",
+    }
 )
 LATER_CONFIG_KEYS = frozenset(
     {
         "throttle",
         "rate_limit",
         "debounce",
-        "priority",
         "idempotency",
         "singleton",
         "batch_events",
@@ -104,6 +112,8 @@ def check_config(config: Any) -> dict[str, Any]:
     RetryPolicy.from_config(config)
     if "concurrency" in config:
         config = {**config, "concurrency": flow.check_concurrency(config["concurrency"])}
+    if "priority" in config:
+        flow.check_priority(config["priority"])
     if "timeouts" in config:
         flow.check_timeouts(config["timeouts"])
     if "cancel_on" in config:

@@ -10,7 +10,7 @@ import logging
 from collections.abc import Callable
 
 from engine.expressions import matches
-from engine.flow import cancellations, priority_seconds
+from engine.flow import cancellations, gates_for, priority_seconds
 from engine.ids import new_id
 from engine.records import Event, EventRoute, Run, SkillVersion, StepResolution, Wait
 from engine.store import Store
@@ -61,6 +61,7 @@ def plan_routes(store: Store, batch: list[Event], now: float) -> list[EventRoute
     if not batch:
         return []
     skills = store.live_skill_versions()
+    configs = {skill.name: skill.config for skill in skills}
     waits = store.waits_for({event.name for event in batch})
     routes = []
     for event in batch:
@@ -68,7 +69,9 @@ def plan_routes(store: Store, batch: list[Event], now: float) -> list[EventRoute
         ended = {(r.run_id, r.key) for r in resolutions}
         waits = [w for w in waits if (w.run_id, w.key) not in ended]  # a wait takes one event
         cancels = cancellations(store, event.payload(), skills, now)
-        routes.append(EventRoute(event.id, runs_for(event, skills, now), resolutions, cancels))
+        new_runs = runs_for(event, skills, now)
+        gates = [gate for run in new_runs for gate in gates_for(run, configs[run.function])]
+        routes.append(EventRoute(event.id, new_runs, resolutions, cancels, gates))
     return routes
 
 

@@ -61,7 +61,9 @@ class Executor:
 
     def has_limits(self, run: Run) -> bool:
         version = self._version(run.function, run.version)
-        return version is not None and bool(version.config.get("concurrency"))
+        return version is not None and (
+            bool(version.config.get("concurrency")) or flow.is_gated(version.config)
+        )
 
     def execute(self, run: Run, *, fresh: bool = False) -> None:
         """Run one activation of a run this engine has claimed. Never raises for skill errors.

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from engine.durations import parse_duration
 from engine.errors import InvalidInput
 from engine.expressions import compile_expression, evaluate, matches
-from engine.records import Run, SkillVersion, StepResolution
+from engine.records import Run, RunGate, SkillVersion, StepResolution
 
 if TYPE_CHECKING:  # the store imports this module
     from engine.runtime import Runtime
@@ -201,3 +201,78 @@ def priority_seconds(config: dict[str, Any], event: dict[str, Any]) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return 0.0
     return float(max(-MAX_PRIORITY_SECONDS, min(MAX_PRIORITY_SECONDS, value)))
+
+
+IDEMPOTENCY_WINDOW_SECONDS = 24 * 3600
+GATED_KEYS = ("idempotency", "rate_limit", "singleton")
+
+
+def check_gates(config: dict[str, Any]) -> None:
+    """`idempotency` (an expression), `rate_limit` {limit, period, key}, `singleton` {key, mode}."""
+    if "idempotency" in config:
+        _check_key(config["idempotency"], "config.idempotency")
+    if "rate_limit" in config:
+        rule = config["rate_limit"]
+        if (
+            not isinstance(rule, dict)
+            or set(rule) - {"limit", "period", "key"}
+            or not {"limit", "period"} <= set(rule)
+        ):
+            raise InvalidInput(
+                "config.rate_limit must be an object with 'limit', 'period' and optionally 'key'"
+            )
+        limit = rule["limit"]
+        if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= MAX_CONCURRENCY_LIMIT:
+            raise InvalidInput(
+                f"config.rate_limit.limit must be an integer from 1 to {MAX_CONCURRENCY_LIMIT}"
+            )
+        try:
+            if parse_duration(rule["period"]) <= 0:
+                raise InvalidInput("must be longer than zero")
+        except InvalidInput as exc:
+            raise InvalidInput(f"config.rate_limit.period: {exc}") from None
+        if rule.get("key") is not None:
+            _check_key(rule["key"], "config.rate_limit.key")
+    if "singleton" in config:
+        rule = config["singleton"]
+        if (
+            not isinstance(rule, dict)
+            or set(rule) - {"key", "mode"}
+            or rule.get("mode", "skip") not in ("skip", "cancel")
+        ):
+            raise InvalidInput(
+                "config.singleton must be an object with optional 'key' and 'mode' (skip or cancel)"
+            )
+        if rule.get("key") is not None:
+            _check_key(rule["key"], "config.singleton.key")
+
+
+def _check_key(expression: Any, where: str) -> None:
+    try:
+        compile_expression(expression)
+    except InvalidInput as exc:
+        raise InvalidInput(f"{where}: {exc}") from None
+
+
+def gates_for(run: Run, config: dict[str, Any]) -> list[RunGate]:
+    """The gates a new run must pass when it is stored (see `RunGate`)."""
+    event = run.event or {}
+    gates = []
+    if config.get("idempotency"):
+        key = key_value(config["idempotency"], event)
+        gates.append(RunGate(run.id, "idempotency", key, window=IDEMPOTENCY_WINDOW_SECONDS))
+    rule = config.get("rate_limit")
+    if rule:
+        key = key_value(rule["key"], event) if rule.get("key") else ""
+        gates.append(
+            RunGate(run.id, "rate_limit", key, window=parse_duration(rule["period"]), limit=rule["limit"])
+        )
+    rule = config.get("singleton")
+    if rule is not None:
+        key = key_value(rule["key"], event) if rule.get("key") else ""
+        gates.append(RunGate(run.id, "singleton", key, mode=rule.get("mode", "skip")))
+    return gates
+
+
+def is_gated(config: dict[str, Any]) -> bool:
+    return any(config.get(name) for name in GATED_KEYS) or "singleton" in config

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-FINAL_STATUSES = frozenset({"completed", "failed", "cancelled"})
+FINAL_STATUSES = frozenset({"completed", "failed", "cancelled", "skipped"})
 RUN_STATUSES = frozenset({"queued", "running", "sleeping", "waiting"}) | FINAL_STATUSES
 STEP_DONE = frozenset({"completed", "failed"})
 PENDING_STEP = ("sleeping", "waiting")
@@ -146,6 +146,22 @@ class EventRoute:
     new_runs: list[Run]
     resolutions: list[StepResolution]
     cancels: list[tuple[str, str]] = field(default_factory=list)  # (run id, reason)
+    gates: list[RunGate] = field(default_factory=list)  # flow control a new run must pass
+
+
+@dataclass(frozen=True)
+class RunGate:
+    """A flow-control check a new run must pass when it is stored, else it is stored as skipped
+    (or, for a singleton in cancel mode, the older run is cancelled):
+    `idempotency` (no run with this key in `window` seconds), `rate_limit` (fewer than `limit`
+    runs with this key in `window` seconds), `singleton` (no unfinished run with this key)."""
+
+    run_id: str
+    kind: str
+    key: str
+    window: float | None = None
+    limit: int = 1
+    mode: str = "skip"
 
 
 @dataclass

@@ -151,6 +151,19 @@ class RunSlotRow(SQLModel, table=True):
     capacity: int
 
 
+class RunKeyRow(SQLModel, table=True):
+    """A flow-control key a stored run carries (idempotency, rate_limit, singleton)."""
+
+    __tablename__ = "run_keys"
+    __table_args__ = (Index("ix_run_keys_lookup", "function", "kind", "key", "created_at"),)
+
+    run_id: str = Field(primary_key=True, max_length=40)
+    kind: str = Field(primary_key=True, max_length=16)
+    function: str = Field(max_length=64)
+    key: str = Field(max_length=400)
+    created_at: float
+
+
 class ScheduleRow(SQLModel, table=True):
     __tablename__ = "schedules"
     __table_args__ = (Index("ix_schedules_due", "paused", "next_fire_at"),)
@@ -181,4 +194,5 @@ attempts = StepAttemptRow.__table__
 run_logs = RunLogRow.__table__
 schedules = ScheduleRow.__table__
 run_slots = RunSlotRow.__table__
-ALL_TABLES = (skills, versions, events, runs, steps, attempts, run_logs, schedules, run_slots)
+run_keys = RunKeyRow.__table__
+ALL_TABLES = (skills, versions, events, runs, steps, attempts, run_logs, schedules, run_slots, run_keys)

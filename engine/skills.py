@@ -21,6 +21,9 @@ CONFIG_KEYS = frozenset(
         "retry_backoff",
         "concurrency",
         "priority",
+        "idempotency",
+        "rate_limit",
+        "singleton",
         "timeouts",
         "cancel_on",
         "expose_as_tool",
@@ -30,10 +33,7 @@ CONFIG_KEYS = frozenset(
 LATER_CONFIG_KEYS = frozenset(
     {
         "throttle",
-        "rate_limit",
         "debounce",
-        "idempotency",
-        "singleton",
         "batch_events",
     }
 )
@@ -114,6 +114,7 @@ def check_config(config: Any) -> dict[str, Any]:
         config = {**config, "concurrency": flow.check_concurrency(config["concurrency"])}
     if "priority" in config:
         flow.check_priority(config["priority"])
+    flow.check_gates(config)
     if "timeouts" in config:
         flow.check_timeouts(config["timeouts"])
     if "cancel_on" in config:

@@ -10,6 +10,7 @@ from sqlalchemy.engine import Connection
 from engine.jsonutil import dumps
 from engine.records import FINAL_STATUSES, PENDING_STEP, Event, EventRoute, Run, Step, StepResolution
 from engine.schema import events, run_slots, runs, steps
+from engine.sql_gates import store_gated_runs
 from engine.store_rows import event_to_row, run_to_row, step_to_row
 
 
@@ -29,7 +30,7 @@ def apply_route(connection: Connection, route: EventRoute, now: float) -> bool:
     )
     if marked.rowcount != 1:
         return False  # another engine routed it first
-    insert_runs(connection, route.new_runs)
+    store_gated_runs(connection, route.new_runs, route.gates, now)
     for resolution in route.resolutions:
         resolve_step(connection, resolution, now)
     for run_id, reason in route.cancels:

@@ -68,10 +68,13 @@ class RunSummary(BaseModel):
     run_id: str
     function: str
     version: int
-    status: str = Field(description="queued, running, sleeping, waiting, completed, failed or cancelled")
+    status: str = Field(
+        description="queued, running, sleeping, waiting, completed, failed, cancelled or skipped"
+    )
     trigger: str
     output: Any = None
     error: dict[str, Any] | None = None
+    reason: str | None = Field(default=None, description="why it was cancelled or skipped")
     created_at: str | None
     ended_at: str | None = None
 
@@ -85,6 +88,7 @@ class RunSummary(BaseModel):
             trigger=run.trigger,
             output=run.output,
             error=run.error,
+            reason=run.cancel_reason,
             created_at=iso(run.created_at),
             ended_at=iso(run.ended_at),
         )

@@ -1,0 +1,95 @@
+"""Storing new runs through their flow-control gates (idempotency, rate limit, singleton).
+
+Runs inside the transaction that stores the runs, so the database decides, whatever number of
+engines route events. A run that does not pass is stored as `skipped`, with the reason.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.engine import Connection
+
+from engine.records import FINAL_STATUSES, Run, RunGate
+from engine.schema import run_keys, runs
+from engine.store_rows import run_to_row
+
+
+def store_gated_runs(connection: Connection, new_runs: list[Run], gates: list[RunGate], now: float) -> None:
+    by_run: dict[str, list[RunGate]] = defaultdict(list)
+    for gate in gates:
+        by_run[gate.run_id].append(gate)
+    for run in new_runs:
+        reason = next((why for gate in by_run[run.id] if (why := _blocked(connection, run, gate, now))), None)
+        if reason is not None:
+            _skip(run, reason, now)
+        connection.execute(insert(runs).values(run_to_row(run)))
+        if reason is None and by_run[run.id]:
+            connection.execute(
+                insert(run_keys),
+                [
+                    {
+                        "run_id": run.id,
+                        "kind": g.kind,
+                        "function": run.function,
+                        "key": g.key,
+                        "created_at": now,
+                    }
+                    for g in by_run[run.id]
+                ],
+            )
+
+
+def _skip(run: Run, reason: str, now: float) -> None:
+    run.status, run.wake_at, run.ended_at, run.cancel_reason = "skipped", None, now, reason
+    run.started_at = run.lease_owner = run.lease_expires_at = None
+
+
+def _same_key(run: Run, gate: RunGate) -> list[object]:
+    return [run_keys.c.function == run.function, run_keys.c.kind == gate.kind, run_keys.c.key == gate.key]
+
+
+def _blocked(connection: Connection, run: Run, gate: RunGate, now: float) -> str | None:
+    if gate.kind == "idempotency":
+        window = gate.window or 0.0
+        earlier = connection.execute(
+            select(run_keys.c.run_id)
+            .where(*_same_key(run, gate), run_keys.c.created_at >= now - window)
+            .limit(1)
+        ).first()
+        return None if earlier is None else f"idempotency key {gate.key!r} was used by run {earlier[0]}"
+    if gate.kind == "rate_limit":
+        window = gate.window or 0.0
+        count = connection.execute(
+            select(func.count()).where(*_same_key(run, gate), run_keys.c.created_at >= now - window)
+        ).scalar_one()
+        if count >= gate.limit:
+            return f"rate limit of {gate.limit} per {window:g}s reached for key {gate.key!r}"
+        return None
+    holders = [
+        row[0]
+        for row in connection.execute(
+            select(run_keys.c.run_id)
+            .join(runs, runs.c.id == run_keys.c.run_id)
+            .where(*_same_key(run, gate), runs.c.status.not_in(FINAL_STATUSES))
+        )
+    ]
+    if not holders:
+        return None
+    if gate.mode == "skip":
+        return f"singleton key {gate.key!r} is held by unfinished run {holders[0]}"
+    connection.execute(  # mode "cancel": the newest run wins
+        update(runs)
+        .where(runs.c.id.in_(holders), runs.c.status.not_in(FINAL_STATUSES))
+        .values(
+            status="cancelled",
+            cancel_reason=f"replaced by run {run.id} (singleton key {gate.key!r})",
+            ended_at=now,
+            updated_at=now,
+            wake_at=None,
+            lease_owner=None,
+            lease_expires_at=None,
+        )
+    )
+    return None

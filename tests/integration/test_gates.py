@@ -1,0 +1,95 @@
+"""idempotency, rate_limit and singleton: runs that may not start are stored as `skipped`, with
+the reason, in the transaction that routes their event."""
+
+from __future__ import annotations
+
+import pytest
+
+from engine import Engine, InvalidInput, ManualClock
+from tests.conftest import finished, wait_status
+
+QUICK = "def handler(ctx, step):\n    return step.run('one', lambda: ctx.event['data'])\n"
+NAPPER = "def handler(ctx, step):\n    step.sleep('nap', '1h')\n    return 1\n"
+
+
+async def send(engine: Engine, data: dict) -> str:
+    [run_id] = (await engine.send_event("go", data)).run_ids
+    return run_id
+
+
+async def test_idempotency_keeps_one_run_per_key_per_day(manual_engine: Engine, clock: ManualClock) -> None:
+    await manual_engine.create_skill(
+        "pay", QUICK, triggers=[{"event": "go"}], config={"idempotency": "event.data.order"}
+    )
+    first = await send(manual_engine, {"order": "o-1"})
+    again = await send(manual_engine, {"order": "o-1"})
+    other = await send(manual_engine, {"order": "o-2"})
+    assert (await finished(manual_engine, first)).status == "completed"
+    skipped = await manual_engine.get_run(again)
+    assert (
+        skipped.status == "skipped"
+        and skipped.cancel_reason == f"idempotency key 'o-1' was used by run {first}"
+    )
+    assert (await finished(manual_engine, other)).status == "completed"
+    clock.advance(24 * 3600 + 1)
+    assert (await finished(manual_engine, await send(manual_engine, {"order": "o-1"}))).status == "completed"
+
+
+async def test_rate_limit_skips_the_excess_within_the_period(
+    manual_engine: Engine, clock: ManualClock
+) -> None:
+    config = {"rate_limit": {"limit": 2, "period": "1m", "key": "event.data.user"}}
+    await manual_engine.create_skill("notify", QUICK, triggers=[{"event": "go"}], config=config)
+    runs = [await send(manual_engine, {"user": "u"}) for _ in range(4)] + [
+        await send(manual_engine, {"user": "v"})
+    ]
+    statuses = [(await finished(manual_engine, run_id)).status for run_id in runs]
+    assert statuses == ["completed", "completed", "skipped", "skipped", "completed"]
+    assert (
+        await manual_engine.get_run(runs[2])
+    ).cancel_reason == "rate limit of 2 per 60s reached for key 'u'"
+    clock.advance(61)
+    assert (await finished(manual_engine, await send(manual_engine, {"user": "u"}))).status == "completed"
+
+
+async def test_singleton_skip_and_cancel_modes(manual_engine: Engine) -> None:
+    await manual_engine.create_skill(
+        "sync", NAPPER, triggers=[{"event": "go"}], config={"singleton": {"key": "event.data.repo"}}
+    )
+    held = await send(manual_engine, {"repo": "a"})
+    await wait_status(manual_engine, held, "sleeping")
+    second = await send(manual_engine, {"repo": "a"})
+    assert (await manual_engine.get_run(second)).status == "skipped"
+    await manual_engine.update_skill(
+        "sync", config={"singleton": {"key": "event.data.repo", "mode": "cancel"}}
+    )
+    newest = await send(manual_engine, {"repo": "a"})
+    replaced = await manual_engine.get_run(held)
+    assert (
+        replaced.status == "cancelled"
+        and replaced.cancel_reason == f"replaced by run {newest} (singleton key 'a')"
+    )
+    await wait_status(manual_engine, newest, "sleeping")
+
+
+async def test_skipped_runs_are_listed_by_status(manual_engine: Engine) -> None:
+    await manual_engine.create_skill(
+        "pay", QUICK, triggers=[{"event": "go"}], config={"idempotency": "'always'"}
+    )
+    await send(manual_engine, {})
+    skipped = await send(manual_engine, {})
+    assert [run.id for run in (await manual_engine.list_runs(status="skipped")).runs] == [skipped]
+
+
+@pytest.mark.parametrize(
+    ("config", "match"),
+    [
+        ({"idempotency": "event.data."}, "config.idempotency"),
+        ({"rate_limit": {"limit": 2}}, "'limit', 'period'"),
+        ({"rate_limit": {"limit": 2, "period": "soon"}}, "rate_limit.period"),
+        ({"singleton": {"mode": "queue"}}, "skip or cancel"),
+    ],
+)
+async def test_bad_gates_are_refused(manual_engine: Engine, config: dict, match: str) -> None:
+    with pytest.raises(InvalidInput, match=match):
+        await manual_engine.create_skill("pay", QUICK, config=config)

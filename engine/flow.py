@@ -204,7 +204,7 @@ def priority_seconds(config: dict[str, Any], event: dict[str, Any]) -> float:
 
 
 IDEMPOTENCY_WINDOW_SECONDS = 24 * 3600
-GATED_KEYS = ("idempotency", "rate_limit", "singleton")
+GATED_KEYS = ("idempotency", "rate_limit", "singleton", "throttle")
 
 
 def check_gates(config: dict[str, Any]) -> None:
@@ -247,6 +247,30 @@ def check_gates(config: dict[str, Any]) -> None:
             _check_key(rule["key"], "config.singleton.key")
 
 
+def _check_window_rule(rule: Any, name: str, extra: set[str]) -> None:
+    """`{limit, period, key}` (plus `burst` for throttle)."""
+    allowed = {"limit", "period", "key"} | extra
+    if not isinstance(rule, dict) or set(rule) - allowed or not {"limit", "period"} <= set(rule):
+        optional = ", ".join(repr(k) for k in sorted(allowed - {"limit", "period"}))
+        raise InvalidInput(
+            f"config.{name} must be an object with 'limit', 'period' and optionally {optional}"
+        )
+    for field_name in ("limit", "burst"):
+        value = rule.get(field_name, 1 if field_name == "limit" else 0)
+        low = 1 if field_name == "limit" else 0
+        if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= MAX_CONCURRENCY_LIMIT:
+            raise InvalidInput(
+                f"config.{name}.{field_name} must be an integer from {low} to {MAX_CONCURRENCY_LIMIT}"
+            )
+    try:
+        if parse_duration(rule["period"]) <= 0:
+            raise InvalidInput("must be longer than zero")
+    except InvalidInput as exc:
+        raise InvalidInput(f"config.{name}.period: {exc}") from None
+    if rule.get("key") is not None:
+        _check_key(rule["key"], f"config.{name}.key")
+
+
 def _check_key(expression: Any, where: str) -> None:
     try:
         compile_expression(expression)
@@ -267,6 +291,11 @@ def gates_for(run: Run, config: dict[str, Any]) -> list[RunGate]:
         gates.append(
             RunGate(run.id, "rate_limit", key, window=parse_duration(rule["period"]), limit=rule["limit"])
         )
+    rule = config.get("throttle")
+    if rule:
+        key = key_value(rule["key"], event) if rule.get("key") else ""
+        capacity = rule["limit"] + rule.get("burst", 0)
+        gates.append(RunGate(run.id, "throttle", key, window=parse_duration(rule["period"]), limit=capacity))
     rule = config.get("singleton")
     if rule is not None:
         key = key_value(rule["key"], event) if rule.get("key") else ""

@@ -154,7 +154,8 @@ class RunGate:
     """A flow-control check a new run must pass when it is stored, else it is stored as skipped
     (or, for a singleton in cancel mode, the older run is cancelled):
     `idempotency` (no run with this key in `window` seconds), `rate_limit` (fewer than `limit`
-    runs with this key in `window` seconds), `singleton` (no unfinished run with this key)."""
+    runs with this key in `window` seconds), `singleton` (no unfinished run with this key);
+    `throttle` never skips: it delays the start so at most `limit` runs start per `window`."""
 
     run_id: str
     kind: str

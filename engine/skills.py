@@ -23,6 +23,7 @@ CONFIG_KEYS = frozenset(
         "priority",
         "idempotency",
         "rate_limit",
+        "throttle",
         "singleton",
         "timeouts",
         "cancel_on",
@@ -32,7 +33,6 @@ CONFIG_KEYS = frozenset(
 )
 LATER_CONFIG_KEYS = frozenset(
     {
-        "throttle",
         "debounce",
         "batch_events",
     }

@@ -21,24 +21,29 @@ def store_gated_runs(connection: Connection, new_runs: list[Run], gates: list[Ru
     for gate in gates:
         by_run[gate.run_id].append(gate)
     for run in new_runs:
-        reason = next((why for gate in by_run[run.id] if (why := _blocked(connection, run, gate, now))), None)
+        gates_of = by_run[run.id]
+        reason = next((why for gate in gates_of if (why := _blocked(connection, run, gate, now))), None)
         if reason is not None:
             _skip(run, reason, now)
+        starts_at = {
+            g.kind: _throttled_start(connection, run, g, now) for g in gates_of if g.kind == "throttle"
+        }
+        if reason is None and starts_at.get("throttle", now) > now:
+            run.wake_at = max(run.wake_at or now, starts_at["throttle"])
+            run.cancel_reason = f"throttled: start delayed by {starts_at['throttle'] - now:.3g}s"
         connection.execute(insert(runs).values(run_to_row(run)))
-        if reason is None and by_run[run.id]:
-            connection.execute(
-                insert(run_keys),
-                [
-                    {
-                        "run_id": run.id,
-                        "kind": g.kind,
-                        "function": run.function,
-                        "key": g.key,
-                        "created_at": now,
-                    }
-                    for g in by_run[run.id]
-                ],
-            )
+        if reason is None and gates_of:
+            rows = [
+                {
+                    "run_id": run.id,
+                    "kind": g.kind,
+                    "function": run.function,
+                    "key": g.key,
+                    "created_at": starts_at.get(g.kind, now),  # a throttled run: its start slot
+                }
+                for g in gates_of
+            ]
+            connection.execute(insert(run_keys), rows)
 
 
 def _skip(run: Run, reason: str, now: float) -> None:
@@ -50,7 +55,27 @@ def _same_key(run: Run, gate: RunGate) -> list[object]:
     return [run_keys.c.function == run.function, run_keys.c.kind == gate.kind, run_keys.c.key == gate.key]
 
 
+def _throttled_start(connection: Connection, run: Run, gate: RunGate, now: float) -> float:
+    """The earliest start that keeps at most `limit` starts with this key in any `window`
+    (the starts already given out are the keys' times): a sliding-window throttle."""
+    window = gate.window or 0.0
+    recent = [
+        row[0]
+        for row in connection.execute(
+            select(run_keys.c.created_at)
+            .where(*_same_key(run, gate), run_keys.c.created_at > now - window)
+            .order_by(run_keys.c.created_at.desc())
+            .limit(gate.limit)
+        )
+    ]
+    if len(recent) < gate.limit:
+        return now
+    return max(now, recent[-1] + window)
+
+
 def _blocked(connection: Connection, run: Run, gate: RunGate, now: float) -> str | None:
+    if gate.kind == "throttle":
+        return None  # delays, never skips
     if gate.kind == "idempotency":
         window = gate.window or 0.0
         earlier = connection.execute(

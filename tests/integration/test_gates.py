@@ -93,3 +93,20 @@ async def test_skipped_runs_are_listed_by_status(manual_engine: Engine) -> None:
 async def test_bad_gates_are_refused(manual_engine: Engine, config: dict, match: str) -> None:
     with pytest.raises(InvalidInput, match=match):
         await manual_engine.create_skill("pay", QUICK, config=config)
+
+
+async def test_throttle_delays_the_excess_instead_of_dropping_it(
+    manual_engine: Engine, clock: ManualClock
+) -> None:
+    config = {"throttle": {"limit": 2, "period": "1m", "burst": 1}}
+    await manual_engine.create_skill("sync", QUICK, triggers=[{"event": "go"}], config=config)
+    runs = [await send(manual_engine, {"n": n}) for n in range(5)]
+    for run_id in runs[:3]:  # limit 2 + burst 1 start at once
+        assert (await finished(manual_engine, run_id)).status == "completed"
+    waiting = [await manual_engine.get_run(run_id) for run_id in runs[3:]]
+    assert [run.status for run in waiting] == ["queued", "queued"]
+    assert all(run.cancel_reason.startswith("throttled: start delayed by") for run in waiting)
+    assert waiting[0].wake_at == pytest.approx(clock.now() + 60, abs=1)
+    clock.advance(61)
+    for run_id in runs[3:]:
+        assert (await finished(manual_engine, run_id)).status == "completed"

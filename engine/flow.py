@@ -204,7 +204,8 @@ def priority_seconds(config: dict[str, Any], event: dict[str, Any]) -> float:
 
 
 IDEMPOTENCY_WINDOW_SECONDS = 24 * 3600
-GATED_KEYS = ("idempotency", "rate_limit", "singleton", "throttle")
+GATED_KEYS = ("idempotency", "rate_limit", "singleton", "throttle", "debounce", "batch_events")
+MAX_BATCH_SIZE = 100
 
 
 def check_gates(config: dict[str, Any]) -> None:
@@ -233,6 +234,14 @@ def check_gates(config: dict[str, Any]) -> None:
             raise InvalidInput(f"config.rate_limit.period: {exc}") from None
         if rule.get("key") is not None:
             _check_key(rule["key"], "config.rate_limit.key")
+    if "debounce" in config:
+        _check_fields(config["debounce"], "debounce", required={"period"}, durations=("period", "timeout"))
+    if "batch_events" in config:
+        rule = config["batch_events"]
+        _check_fields(rule, "batch_events", required={"max_size", "timeout"}, durations=("timeout",))
+        size = rule["max_size"]
+        if not isinstance(size, int) or isinstance(size, bool) or not 1 <= size <= MAX_BATCH_SIZE:
+            raise InvalidInput(f"config.batch_events.max_size must be an integer from 1 to {MAX_BATCH_SIZE}")
     if "singleton" in config:
         rule = config["singleton"]
         if (
@@ -271,6 +280,22 @@ def _check_window_rule(rule: Any, name: str, extra: set[str]) -> None:
         _check_key(rule["key"], f"config.{name}.key")
 
 
+def _check_fields(rule: Any, name: str, *, required: set[str], durations: tuple[str, ...]) -> None:
+    allowed = {*durations, *required, "key"}
+    if not isinstance(rule, dict) or set(rule) - allowed or not required <= set(rule):
+        names = ", ".join(repr(k) for k in sorted(required))
+        raise InvalidInput(f"config.{name} must be an object with {names} and optionally 'key'")
+    for field_name in durations:
+        if field_name in rule:
+            try:
+                if parse_duration(rule[field_name]) <= 0:
+                    raise InvalidInput("must be longer than zero")
+            except InvalidInput as exc:
+                raise InvalidInput(f"config.{name}.{field_name}: {exc}") from None
+    if rule.get("key") is not None:
+        _check_key(rule["key"], f"config.{name}.key")
+
+
 def _check_key(expression: Any, where: str) -> None:
     try:
         compile_expression(expression)
@@ -296,6 +321,19 @@ def gates_for(run: Run, config: dict[str, Any]) -> list[RunGate]:
         key = key_value(rule["key"], event) if rule.get("key") else ""
         capacity = rule["limit"] + rule.get("burst", 0)
         gates.append(RunGate(run.id, "throttle", key, window=parse_duration(rule["period"]), limit=capacity))
+    rule = config.get("debounce")
+    if rule:
+        key = key_value(rule["key"], event) if rule.get("key") else ""
+        timeout = parse_duration(rule["timeout"]) if rule.get("timeout") else None
+        gates.append(
+            RunGate(run.id, "debounce", key, window=parse_duration(rule["period"]), deadline=timeout)
+        )
+    rule = config.get("batch_events")
+    if rule:
+        key = key_value(rule["key"], event) if rule.get("key") else ""
+        gates.append(
+            RunGate(run.id, "batch", key, window=parse_duration(rule["timeout"]), limit=rule["max_size"])
+        )
     rule = config.get("singleton")
     if rule is not None:
         key = key_value(rule["key"], event) if rule.get("key") else ""

@@ -155,7 +155,8 @@ class RunGate:
     (or, for a singleton in cancel mode, the older run is cancelled):
     `idempotency` (no run with this key in `window` seconds), `rate_limit` (fewer than `limit`
     runs with this key in `window` seconds), `singleton` (no unfinished run with this key);
-    `throttle` never skips: it delays the start so at most `limit` runs start per `window`."""
+    `throttle` never skips: it delays the start so at most `limit` runs start per `window`;
+    `debounce` and `batch` fold a new event into a pending run with the same key."""
 
     run_id: str
     kind: str
@@ -163,6 +164,7 @@ class RunGate:
     window: float | None = None
     limit: int = 1
     mode: str = "skip"
+    deadline: float | None = None  # debounce: the longest a run waits after its first event
 
 
 @dataclass

@@ -24,17 +24,13 @@ CONFIG_KEYS = frozenset(
         "idempotency",
         "rate_limit",
         "throttle",
+        "debounce",
+        "batch_events",
         "singleton",
         "timeouts",
         "cancel_on",
         "expose_as_tool",
         "input_schema",
-    }
-)
-LATER_CONFIG_KEYS = frozenset(
-    {
-        "debounce",
-        "batch_events",
     }
 )
 
@@ -105,8 +101,6 @@ def check_config(config: Any) -> dict[str, Any]:
     if not isinstance(config, dict):
         raise InvalidInput("config must be an object")
     for key in config:
-        if key in LATER_CONFIG_KEYS:
-            raise InvalidInput(f"config.{key} is not supported yet in this build")
         if key not in CONFIG_KEYS:
             raise InvalidInput(f"unknown config key {key!r}; known keys: {sorted(CONFIG_KEYS)}")
     RetryPolicy.from_config(config)

@@ -11,6 +11,7 @@ from collections import defaultdict
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.engine import Connection
 
+from engine.jsonutil import dumps, loads
 from engine.records import FINAL_STATUSES, Run, RunGate
 from engine.schema import run_keys, runs
 from engine.store_rows import run_to_row
@@ -23,11 +24,16 @@ def store_gated_runs(connection: Connection, new_runs: list[Run], gates: list[Ru
     for run in new_runs:
         gates_of = by_run[run.id]
         reason = next((why for gate in gates_of if (why := _blocked(connection, run, gate, now))), None)
+        reason = reason or next((why for g in gates_of if (why := _merged(connection, run, g, now))), None)
         if reason is not None:
             _skip(run, reason, now)
         starts_at = {
             g.kind: _throttled_start(connection, run, g, now) for g in gates_of if g.kind == "throttle"
         }
+        for gate in gates_of:
+            if reason is None and gate.kind in ("debounce", "batch"):  # the first of its kind waits
+                run.wake_at = now + (gate.window or 0.0)
+                run.events = [run.event] if run.event else None
         if reason is None and starts_at.get("throttle", now) > now:
             run.wake_at = max(run.wake_at or now, starts_at["throttle"])
             run.cancel_reason = f"throttled: start delayed by {starts_at['throttle'] - now:.3g}s"
@@ -55,6 +61,36 @@ def _same_key(run: Run, gate: RunGate) -> list[object]:
     return [run_keys.c.function == run.function, run_keys.c.kind == gate.kind, run_keys.c.key == gate.key]
 
 
+def _merged(connection: Connection, run: Run, gate: RunGate, now: float) -> str | None:
+    """Debounce and batching: fold the new run's event into a pending run with the same key
+    (one that has not started yet), and say so; None if there is none to fold into."""
+    if gate.kind not in ("debounce", "batch"):
+        return None
+    pending = connection.execute(
+        select(runs.c.id, runs.c.created_at, runs.c.events)
+        .join(run_keys, runs.c.id == run_keys.c.run_id)
+        .where(*_same_key(run, gate), runs.c.status == "queued", runs.c.started_at.is_(None))
+        .order_by(runs.c.created_at)
+        .limit(1)
+    ).first()
+    if pending is None:
+        return None
+    target, created, events = pending
+    if gate.kind == "debounce":  # the last event wins; the wait starts again, up to the timeout
+        wake_at = now + (gate.window or 0.0)
+        if gate.deadline is not None:
+            wake_at = min(wake_at, created + gate.deadline)
+        values = {"event": dumps(run.event), "events": dumps([run.event]), "wake_at": wake_at}
+        connection.execute(update(runs).where(runs.c.id == target).values(updated_at=now, **values))
+        return f"debounced: run {target} runs with this event instead"
+    batch = [*(loads(events) or []), run.event]
+    values = {"events": dumps(batch)}
+    if len(batch) >= gate.limit:
+        values["wake_at"] = now  # full: start now
+    connection.execute(update(runs).where(runs.c.id == target).values(updated_at=now, **values))
+    return f"batched: run {target} receives this event in ctx.events"
+
+
 def _throttled_start(connection: Connection, run: Run, gate: RunGate, now: float) -> float:
     """The earliest start that keeps at most `limit` starts with this key in any `window`
     (the starts already given out are the keys' times): a sliding-window throttle."""
@@ -74,8 +110,8 @@ def _throttled_start(connection: Connection, run: Run, gate: RunGate, now: float
 
 
 def _blocked(connection: Connection, run: Run, gate: RunGate, now: float) -> str | None:
-    if gate.kind == "throttle":
-        return None  # delays, never skips
+    if gate.kind not in ("idempotency", "rate_limit", "singleton"):
+        return None  # throttle delays; debounce and batch fold into a pending run
     if gate.kind == "idempotency":
         window = gate.window or 0.0
         earlier = connection.execute(

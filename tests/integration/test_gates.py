@@ -110,3 +110,35 @@ async def test_throttle_delays_the_excess_instead_of_dropping_it(
     clock.advance(61)
     for run_id in runs[3:]:
         assert (await finished(manual_engine, run_id)).status == "completed"
+
+
+EVENTS = "def handler(ctx, step):\n    return [e['data']['n'] for e in ctx.events]\n"
+
+
+async def test_debounce_runs_once_with_the_last_event(manual_engine: Engine, clock: ManualClock) -> None:
+    config = {"debounce": {"period": "30s", "key": "event.data.doc", "timeout": "2m"}}
+    await manual_engine.create_skill("index", EVENTS, triggers=[{"event": "go"}], config=config)
+    first = await send(manual_engine, {"doc": "d", "n": 1})
+    for n in (2, 3):
+        clock.advance(20)  # each event within the period pushes the run back
+        folded = await manual_engine.get_run(await send(manual_engine, {"doc": "d", "n": n}))
+        assert (
+            folded.status == "skipped"
+            and folded.cancel_reason == f"debounced: run {first} runs with this event instead"
+        )
+    assert (await manual_engine.get_run(first)).status == "queued"
+    clock.advance(31)
+    done = await finished(manual_engine, first)
+    assert done.output == [3] and done.event["data"]["n"] == 3
+
+
+async def test_batch_events_hands_one_run_the_batch(manual_engine: Engine, clock: ManualClock) -> None:
+    config = {"batch_events": {"max_size": 3, "timeout": "1m"}}
+    await manual_engine.create_skill("bulk", EVENTS, triggers=[{"event": "go"}], config=config)
+    ids = [await send(manual_engine, {"n": n}) for n in range(4)]
+    full = await finished(manual_engine, ids[0])  # three events fill the batch: it starts at once
+    assert full.output == [0, 1, 2]
+    assert [(await manual_engine.get_run(i)).status for i in ids[1:3]] == ["skipped", "skipped"]
+    assert (await manual_engine.get_run(ids[3])).status == "queued"  # a new batch, waiting
+    clock.advance(61)
+    assert (await finished(manual_engine, ids[3])).output == [3]

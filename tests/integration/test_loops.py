@@ -143,3 +143,21 @@ async def test_cron_triggers_become_loops_that_follow_the_skill(timed: Engine, c
     await wait_until_runs(timed, 1)
     await timed.delete_skill("tick")
     assert await timed.list_loops("tick") == []
+
+
+@pytest.mark.parametrize(("policy", "expected"), [("none", 0), ("latest", 1), ("all", 3)])
+async def test_ticks_missed_while_no_engine_ran_follow_the_catch_up_policy(
+    make_engine: EngineFactory, clock: ManualClock, policy: str, expected: int
+) -> None:
+    offline = make_engine(clock=clock)  # stores the loop; nothing fires while no engine runs
+    await offline.create_skill("tick", TICK)
+    await offline.schedule_loop("tick", "0 * * * *", catch_up=policy)  # hourly, first at 01:00
+    move_to(clock, at("2026-01-01T03:30:00"))  # down through 01:00, 02:00 and 03:00
+    engine = make_engine(clock=clock)
+    await engine.start()
+    await asyncio.sleep(0.5)  # the scheduler's first passes fire what is due
+    assert len(await ticks_of(engine)) == expected
+    if expected:
+        assert (await ticks_of(engine))[-1] == at("2026-01-01T03:00")
+    [loop] = await engine.list_loops()
+    assert loop.next_fire_at == at("2026-01-01T04:00")

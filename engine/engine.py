@@ -379,8 +379,7 @@ class Engine:
         claimed: list[Run] = []
 
         def claim(new_runs: list[Run]) -> None:
-            scheduler.claim_locally(new_runs)
-            claimed.extend(new_runs)
+            claimed.extend(scheduler.claim_locally(new_runs))
 
         stored: set[str] = set()
         try:

@@ -10,7 +10,7 @@ import logging
 from collections.abc import Callable
 
 from engine.expressions import matches
-from engine.flow import cancellations, gates_for, priority_seconds
+from engine.flow import cancellations, gates_for, priority_seconds, slots_for
 from engine.ids import new_id
 from engine.records import Event, EventRoute, Run, SkillVersion, StepResolution, Wait
 from engine.store import Store
@@ -71,7 +71,8 @@ def plan_routes(store: Store, batch: list[Event], now: float) -> list[EventRoute
         cancels = cancellations(store, event.payload(), skills, now)
         new_runs = runs_for(event, skills, now)
         gates = [gate for run in new_runs for gate in gates_for(run, configs[run.function])]
-        routes.append(EventRoute(event.id, new_runs, resolutions, cancels, gates))
+        slots = {run.id: slots_for(run, configs[run.function]) for run in new_runs}
+        routes.append(EventRoute(event.id, new_runs, resolutions, cancels, gates, slots))
     return routes
 
 

@@ -59,11 +59,15 @@ class Executor:
         version = self._version(run.function, run.version)
         return flow.slots_for(run, version.config) if version is not None else []
 
-    def has_limits(self, run: Run) -> bool:
+    def must_queue(self, run: Run) -> bool:
+        """A new run whose flow control (idempotency, rate limit, throttle, singleton,
+        debounce, batches) the store decides as it stores it: never claimed at creation."""
         version = self._version(run.function, run.version)
-        return version is not None and (
-            bool(version.config.get("concurrency")) or flow.is_gated(version.config)
-        )
+        if version is None:
+            return True
+        if version.config.get("concurrency") and run.trigger != "event":
+            return True  # only event routes carry slots for the store to check at creation
+        return flow.is_gated(version.config)
 
     def execute(self, run: Run, *, fresh: bool = False) -> None:
         """Run one activation of a run this engine has claimed. Never raises for skill errors.

@@ -147,6 +147,7 @@ class EventRoute:
     resolutions: list[StepResolution]
     cancels: list[tuple[str, str]] = field(default_factory=list)  # (run id, reason)
     gates: list[RunGate] = field(default_factory=list)  # flow control a new run must pass
+    slots: dict[str, list[tuple[str, int]]] = field(default_factory=dict)  # concurrency, by run id
 
 
 @dataclass(frozen=True)

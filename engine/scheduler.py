@@ -96,29 +96,32 @@ class Scheduler:
         self._loops_pending = True
         self.wake()
 
-    def claim_locally(self, new_runs: list[Run]) -> None:
+    def claim_locally(self, new_runs: list[Run]) -> list[Run]:
         """Mark as many new runs as there is room for as already claimed by this engine, so
         that once they are stored they start at once, without a claim round trip. Thread-safe;
-        call `adopt` (or `unreserve`) with them after the write."""
+        call `adopt` with the runs returned after the write. Runs under a concurrency limit may
+        be claimed too: the store admits them only if their slots have room, else queues them."""
         if self._stopping:
-            return
+            return []
         now = self.rt.clock.now()
-        free_runs = [run for run in new_runs if not self.executor.has_limits(run)]  # limited: claimed by slot
+        free_runs = [run for run in new_runs if not self.executor.must_queue(run)]
         with self._reserve_lock:
             room = self.concurrency - len(self._active) - self._reserved
             chosen = free_runs[: max(0, room)]
             self._reserved += len(chosen)
-        for run in chosen:
-            run.status, run.wake_at, run.started_at = "running", None, now
+        for run in chosen:  # wake_at stays: the store needs the queue order if it queues the run
+            run.status, run.started_at = "running", now
             run.lease_owner, run.lease_expires_at = self.rt.owner, now + self.lease_seconds
+        return chosen
 
-    def adopt(self, new_runs: list[Run], stored: set[str]) -> None:
-        """Start the locally claimed runs that were stored; give back the room of the others."""
-        mine = [run for run in new_runs if run.lease_owner == self.rt.owner and run.status == "running"]
+    def adopt(self, chosen: list[Run], stored: set[str]) -> None:
+        """Give back the room `claim_locally` reserved for `chosen`, and start those that were
+        stored as claimed by this engine (the store may have queued some instead)."""
         with self._reserve_lock:
-            self._reserved -= len(mine)
-        for run in mine:
-            if run.id in stored and not self._stopping:
+            self._reserved -= len(chosen)
+        for run in chosen:
+            mine = run.lease_owner == self.rt.owner and run.status == "running"
+            if mine and run.id in stored and not self._stopping:
                 self._start(run, fresh=True)
 
     def activation_ended(self) -> asyncio.Event:

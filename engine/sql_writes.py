@@ -30,6 +30,7 @@ def apply_route(connection: Connection, route: EventRoute, now: float) -> bool:
     )
     if marked.rowcount != 1:
         return False  # another engine routed it first
+    admit_claimed(connection, route, now)
     store_gated_runs(connection, route.new_runs, route.gates, now)
     for resolution in route.resolutions:
         resolve_step(connection, resolution, now)
@@ -48,6 +49,32 @@ def apply_route(connection: Connection, route: EventRoute, now: float) -> bool:
             )
         )
     return True
+
+
+def admit_claimed(connection: Connection, route: EventRoute, now: float) -> None:
+    """Runs the engine claimed at creation keep their claim only if each of their concurrency
+    slots has room (taken in queue order); the others are stored queued, for the next claim."""
+    claimed = sorted(
+        (run for run in route.new_runs if run.status == "running"), key=lambda run: run.wake_at or 0
+    )
+    limited = [run for run in claimed if route.slots.get(run.id)]
+    held = held_slots(connection) if limited else {}
+    admitted = []
+    for run in claimed:
+        slots = route.slots.get(run.id) or []
+        if any(held.get(name, 0) >= capacity for name, capacity in slots):
+            run.status, run.started_at, run.lease_owner, run.lease_expires_at = "queued", None, None, None
+            continue
+        run.wake_at = None  # running
+        for name, _ in slots:
+            held[name] = held.get(name, 0) + 1
+        if slots:
+            admitted.append((run, slots))
+    if admitted:
+        rows = [
+            {"run_id": r.id, "slot": name, "capacity": cap} for r, slots in admitted for name, cap in slots
+        ]
+        connection.execute(insert(run_slots), rows)
 
 
 def held_slots(connection: Connection) -> dict[str, int]:
@@ -75,6 +102,9 @@ def take_slots(connection: Connection, chosen: list[tuple[Run, list[tuple[str, i
 
 
 def insert_runs(connection: Connection, new_runs: list[Run]) -> None:
+    for run in new_runs:
+        if run.status == "running":
+            run.wake_at = None  # claimed at creation: it has no wake time
     if new_runs:
         connection.execute(insert(runs), [run_to_row(run) for run in new_runs])
 

@@ -11,14 +11,13 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any, TypeVar
 
-from engine import flow, limits, loops, stats
+from engine import flow, limits, loops
 from engine.clock import Clock, SystemClock
-from engine.durations import parse_duration, parse_instant
+from engine.durations import parse_instant
 from engine.errors import (
     CompileFailed,
     InvalidInput,
     InvalidState,
-    LoopNotFound,
     RunNotFound,
     SkillNotFound,
 )
@@ -27,12 +26,12 @@ from engine.executor import Executor
 from engine.http_effect import HttpEffect
 from engine.ids import new_id
 from engine.jsonutil import encode_limited
+from engine.loop_api import LoopsAndStats
 from engine.records import (
     FINAL_STATUSES,
     RUN_STATUSES,
     STEP_DONE,
     Event,
-    Loop,
     Run,
     RunPage,
     Skill,
@@ -82,7 +81,7 @@ class SendResult:
     run_ids: list[str]
 
 
-class Engine:
+class Engine(LoopsAndStats):
     """Durable execution of skills over a store.
 
     Build one per process with its store, runner and clock; `async with engine:` starts the
@@ -257,77 +256,9 @@ class Engine:
         if await self._io(loops.sync_trigger_loops, self.rt, name, [], self.clock.now()):
             self._loops_changed()
 
-    # loops ---------------------------------------------------------------------------------
-
-    async def schedule_loop(
-        self,
-        skill: str,
-        cron: str,
-        timezone: str = "UTC",
-        data: dict[str, Any] | None = None,
-        name: str | None = None,
-        catch_up: str = "latest",
-    ) -> Loop:
-        """Start `skill` on every tick of `cron` in `timezone`, with `data` as the event data."""
-        loop = loops.new_loop(skill, cron, timezone, data, name, catch_up, self.clock.now())
-        await self._io(loops.require_skill, self.rt, skill)
-        await self._io(self.store.add_loop, loop)
-        self._loops_changed()
-        return loop
-
-    async def list_loops(self, skill: str | None = None) -> list[Loop]:
-        return await self._io(self.store.list_loops, skill)
-
-    async def get_loop(self, loop_id: str) -> Loop:
-        found = await self._io(self.store.get_loop, loop_id) if isinstance(loop_id, str) else None
-        if found is None:
-            raise LoopNotFound(str(loop_id))
-        return found
-
-    async def update_loop(self, loop_id: str, **changes: Any) -> Loop:
-        """Change a loop's cron, timezone, data, catch_up or pause it (`paused=True`/`False`)."""
-        loop = loops.changed_loop(await self.get_loop(loop_id), changes, self.clock.now())
-        if not await self._io(self.store.save_loop, loop):
-            raise LoopNotFound(loop_id)
-        self._loops_changed()
-        return loop
-
-    async def delete_loop(self, loop_id: str) -> None:
-        loop = await self.get_loop(loop_id)
-        await self._io(self.store.delete_loops, [loop.id])
-        self._loops_changed()
-
-    @staticmethod
-    def upcoming_ticks(loop: Loop, count: int = 3) -> list[float]:
-        """A loop's next fire times (epoch seconds); none while it is paused."""
-        return loops.upcoming(loop, count)
-
-    async def get_stats(
-        self, function: str | None = None, since: str | float | None = None
-    ) -> dict[str, Any]:
-        """Per skill: runs by status, success rate, p50/p95 duration, retries, top errors.
-        `since` is an ISO-8601 time, epoch seconds, or a duration back from now (`7d`)."""
-        if function is not None:
-            check_skill_name(function)
-        start = None if since is None else self._since(since)
-        facts = await self._io(self.store.run_facts, function, start, stats.MAX_STATS_RUNS)
-        return stats.skill_stats(facts)
-
-    def _since(self, since: str | float) -> float:
-        if isinstance(since, int | float) and not isinstance(since, bool):
-            return float(since)
-        try:
-            return self.clock.now() - parse_duration(since)
-        except InvalidInput:
-            return parse_instant(since)
-
     def on_run_changed(self, listener: Callable[[str], None]) -> None:
         """Call `listener(run_id)` (from any thread) whenever a run's state or steps change."""
         self.rt.run_changed = listener
-
-    def _loops_changed(self) -> None:
-        if self.scheduler is not None:
-            self.scheduler.loops_changed()
 
     async def get_skill(self, name: str, version: int | None = None) -> SkillDetails:
         check_skill_name(name)

@@ -14,6 +14,7 @@ import logging
 import os
 import socket
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 from engine.errors import StoreUnavailable
@@ -75,6 +76,7 @@ class Scheduler:
         self._loops_pending = True  # the next loop tick must be read again from the store
         self._next_tick_at: float | None = None
         self._next_overdue_check = 0.0
+        self._next_poll = 0.0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._finished_listeners: list[asyncio.Event] = []
@@ -178,6 +180,7 @@ class Scheduler:
     async def _claim_once(self) -> None:
         self._wake.clear()
         store, now = self.rt.store, self.rt.clock.now()
+        self._look_at_others()
         if self._events_pending:
             self._events_pending = False
             await asyncio.to_thread(route_pending, store, now)
@@ -206,9 +209,16 @@ class Scheduler:
                 timeout = min(timeout, max(0.0, due - self.rt.clock.now()))
         if timeout <= 0 and free > 0:
             return
-        self._events_pending = True  # the poll also routes events other processes stored
-        self._loops_pending = True  # and sees loops they changed
         await self.rt.clock.wait(self._wake, timeout)
+
+    def _look_at_others(self) -> None:
+        """Events and loops that other processes stored are looked for once per poll interval
+        of real time, not on every wake-up (a busy engine wakes on every run's end); this
+        engine's own changes set the flags at once (`events_added`, `loops_changed`)."""
+        now = time.monotonic()
+        if now >= self._next_poll:
+            self._next_poll = now + self.poll_seconds
+            self._events_pending = self._loops_pending = True
 
     async def _cancel_overdue(self) -> None:
         """Enforce `timeouts`, at most once per poll interval (it reads every live skill)."""

@@ -37,7 +37,6 @@ from engine.records import (
     Skill,
     SkillVersion,
     Step,
-    StepResolution,
 )
 from engine.redact import Redactor
 from engine.runtime import Runtime
@@ -474,14 +473,7 @@ class Engine(LoopsAndStats):
             for child in children:
                 tree.append(child.id)
                 frontier.append(child.id)
-        resolution = None
-        if run.parent_run_id and run.parent_step_key:
-            error = {
-                "type": "Cancelled",
-                "message": f"the invoked run {run_id} was cancelled",
-                "run_id": run_id,
-            }
-            resolution = StepResolution(run.parent_run_id, run.parent_step_key, "failed", error=error)
+        resolution = flow.parent_resolution(run)
         cancelled = await self._io(self.store.cancel_runs, tree, reason, self.clock.now(), resolution)
         for cancelled_id in cancelled:
             self.rt.run_changed(cancelled_id)

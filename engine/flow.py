@@ -39,14 +39,9 @@ def check_concurrency(value: Any) -> list[dict[str, Any]]:
         where = f"config.concurrency[{index}]"
         if not isinstance(item, dict) or set(item) - {"limit", "key"} or "limit" not in item:
             raise InvalidInput(f"{where} must be an object with 'limit' and optionally 'key'")
-        limit = item["limit"]
-        if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= MAX_CONCURRENCY_LIMIT:
-            raise InvalidInput(f"{where}.limit must be an integer from 1 to {MAX_CONCURRENCY_LIMIT}")
+        integer_between(item["limit"], 1, MAX_CONCURRENCY_LIMIT, f"{where}.limit")
         if item.get("key") is not None:
-            try:
-                compile_expression(item["key"])
-            except InvalidInput as exc:
-                raise InvalidInput(f"{where}.key: {exc}") from None
+            check_expression(item["key"], f"{where}.key")
         checked.append({k: v for k, v in item.items() if v is not None})
     return checked
 
@@ -82,12 +77,7 @@ def check_timeouts(value: Any) -> None:
     if not isinstance(value, dict) or not value or set(value) - {"start", "finish"}:
         raise InvalidInput("config.timeouts must be an object with 'start' and/or 'finish' durations")
     for name, duration in value.items():
-        try:
-            seconds = parse_duration(duration)
-        except InvalidInput as exc:
-            raise InvalidInput(f"config.timeouts.{name}: {exc}") from None
-        if seconds <= 0:
-            raise InvalidInput(f"config.timeouts.{name} must be longer than zero")
+        positive_duration(duration, f"config.timeouts.{name}")
 
 
 def cancel_overdue(rt: Runtime, now: float) -> list[str]:
@@ -108,20 +98,18 @@ def cancel_overdue(rt: Runtime, now: float) -> list[str]:
         for run in overdue:
             which = "start" if run.started_at is None else "finish"
             reason = f"timeouts.{which} of {timeouts[which]} exceeded"
-            cancelled += rt.store.cancel_runs([run.id], reason, now, _parent_resolution(run, reason))
+            cancelled += rt.store.cancel_runs([run.id], reason, now, parent_resolution(run, reason))
     for run_id in cancelled:
         rt.run_changed(run_id)
     return cancelled
 
 
-def _parent_resolution(run: Run, reason: str) -> StepResolution | None:
+def parent_resolution(run: Run, reason: str | None = None) -> StepResolution | None:
+    """What cancelling an invoked run does to its parent: the `invoke` step fails."""
     if not (run.parent_run_id and run.parent_step_key):
         return None
-    error = {
-        "type": "Cancelled",
-        "message": f"the invoked run {run.id} was cancelled: {reason}",
-        "run_id": run.id,
-    }
+    why = f": {reason}" if reason else ""
+    error = {"type": "Cancelled", "message": f"the invoked run {run.id} was cancelled{why}", "run_id": run.id}
     return StepResolution(run.parent_run_id, run.parent_step_key, "failed", error=error)
 
 
@@ -143,13 +131,10 @@ def check_cancel_on(value: Any) -> list[dict[str, Any]]:
             raise InvalidInput(f"{where} must be an object with 'event' and optionally 'if' and 'timeout'")
         if not isinstance(rule["event"], str):
             raise InvalidInput(f"{where}.event must be an event name")
-        try:
-            if rule.get("if") is not None:
-                compile_expression(rule["if"])
-            if rule.get("timeout") is not None:
-                parse_duration(rule["timeout"])
-        except InvalidInput as exc:
-            raise InvalidInput(f"{where}: {exc}") from None
+        if rule.get("if") is not None:
+            check_expression(rule["if"], f"{where}.if")
+        if rule.get("timeout") is not None:
+            positive_duration(rule["timeout"], f"{where}.timeout")
         checked.append({k: v for k, v in rule.items() if v is not None})
     return checked
 
@@ -181,10 +166,7 @@ def check_priority(value: Any) -> None:
     """`config.priority`: `{"run": expr}`, an expression over `event` giving seconds."""
     if not isinstance(value, dict) or set(value) != {"run"}:
         raise InvalidInput('config.priority must be an object {"run": expression}')
-    try:
-        compile_expression(value["run"])
-    except InvalidInput as exc:
-        raise InvalidInput(f"config.priority.run: {exc}") from None
+    check_expression(value["run"], "config.priority.run")
 
 
 def priority_seconds(config: dict[str, Any], event: dict[str, Any]) -> float:
@@ -209,39 +191,29 @@ MAX_BATCH_SIZE = 100
 
 
 def check_gates(config: dict[str, Any]) -> None:
-    """`idempotency` (an expression), `rate_limit` {limit, period, key}, `singleton` {key, mode}."""
+    """`idempotency` (an expression), `rate_limit` and `throttle` {limit, period, key} (throttle
+    also `burst`), `debounce` {period, key, timeout}, `batch_events` {max_size, timeout, key},
+    `singleton` {key, mode}."""
     if "idempotency" in config:
-        _check_key(config["idempotency"], "config.idempotency")
-    if "rate_limit" in config:
-        rule = config["rate_limit"]
-        if (
-            not isinstance(rule, dict)
-            or set(rule) - {"limit", "period", "key"}
-            or not {"limit", "period"} <= set(rule)
-        ):
-            raise InvalidInput(
-                "config.rate_limit must be an object with 'limit', 'period' and optionally 'key'"
-            )
-        limit = rule["limit"]
-        if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= MAX_CONCURRENCY_LIMIT:
-            raise InvalidInput(
-                f"config.rate_limit.limit must be an integer from 1 to {MAX_CONCURRENCY_LIMIT}"
-            )
-        try:
-            if parse_duration(rule["period"]) <= 0:
-                raise InvalidInput("must be longer than zero")
-        except InvalidInput as exc:
-            raise InvalidInput(f"config.rate_limit.period: {exc}") from None
-        if rule.get("key") is not None:
-            _check_key(rule["key"], "config.rate_limit.key")
-    if "debounce" in config:
-        _check_fields(config["debounce"], "debounce", required={"period"}, durations=("period", "timeout"))
-    if "batch_events" in config:
-        rule = config["batch_events"]
-        _check_fields(rule, "batch_events", required={"max_size", "timeout"}, durations=("timeout",))
-        size = rule["max_size"]
-        if not isinstance(size, int) or isinstance(size, bool) or not 1 <= size <= MAX_BATCH_SIZE:
-            raise InvalidInput(f"config.batch_events.max_size must be an integer from 1 to {MAX_BATCH_SIZE}")
+        check_expression(config["idempotency"], "config.idempotency")
+    window = {"limit": (1, MAX_CONCURRENCY_LIMIT)}
+    rules = {
+        "rate_limit": dict(required={"limit", "period"}, durations={"period"}, integers=window),
+        "throttle": dict(
+            required={"limit", "period"},
+            durations={"period"},
+            integers={**window, "burst": (0, MAX_CONCURRENCY_LIMIT)},
+        ),
+        "debounce": dict(required={"period"}, durations={"period", "timeout"}, integers={}),
+        "batch_events": dict(
+            required={"max_size", "timeout"},
+            durations={"timeout"},
+            integers={"max_size": (1, MAX_BATCH_SIZE)},
+        ),
+    }
+    for name, shape in rules.items():
+        if name in config:
+            _check_fields(config[name], f"config.{name}", **shape)  # type: ignore[arg-type]
     if "singleton" in config:
         rule = config["singleton"]
         if (
@@ -253,50 +225,50 @@ def check_gates(config: dict[str, Any]) -> None:
                 "config.singleton must be an object with optional 'key' and 'mode' (skip or cancel)"
             )
         if rule.get("key") is not None:
-            _check_key(rule["key"], "config.singleton.key")
+            check_expression(rule["key"], "config.singleton.key")
 
 
-def _check_window_rule(rule: Any, name: str, extra: set[str]) -> None:
-    """`{limit, period, key}` (plus `burst` for throttle)."""
-    allowed = {"limit", "period", "key"} | extra
-    if not isinstance(rule, dict) or set(rule) - allowed or not {"limit", "period"} <= set(rule):
-        optional = ", ".join(repr(k) for k in sorted(allowed - {"limit", "period"}))
-        raise InvalidInput(
-            f"config.{name} must be an object with 'limit', 'period' and optionally {optional}"
-        )
-    for field_name in ("limit", "burst"):
-        value = rule.get(field_name, 1 if field_name == "limit" else 0)
-        low = 1 if field_name == "limit" else 0
-        if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= MAX_CONCURRENCY_LIMIT:
-            raise InvalidInput(
-                f"config.{name}.{field_name} must be an integer from {low} to {MAX_CONCURRENCY_LIMIT}"
-            )
-    try:
-        if parse_duration(rule["period"]) <= 0:
-            raise InvalidInput("must be longer than zero")
-    except InvalidInput as exc:
-        raise InvalidInput(f"config.{name}.period: {exc}") from None
-    if rule.get("key") is not None:
-        _check_key(rule["key"], f"config.{name}.key")
-
-
-def _check_fields(rule: Any, name: str, *, required: set[str], durations: tuple[str, ...]) -> None:
-    allowed = {*durations, *required, "key"}
+def _check_fields(
+    rule: Any,
+    where: str,
+    *,
+    required: set[str],
+    durations: set[str],
+    integers: dict[str, tuple[int, int]],
+) -> None:
+    """An object with the `required` fields and optionally the others and a `key` expression;
+    durations must be positive, integers within their bounds."""
+    allowed = required | durations | set(integers) | {"key"}
     if not isinstance(rule, dict) or set(rule) - allowed or not required <= set(rule):
+        optional = ", ".join(repr(k) for k in sorted(allowed - required))
         names = ", ".join(repr(k) for k in sorted(required))
-        raise InvalidInput(f"config.{name} must be an object with {names} and optionally 'key'")
-    for field_name in durations:
-        if field_name in rule:
-            try:
-                if parse_duration(rule[field_name]) <= 0:
-                    raise InvalidInput("must be longer than zero")
-            except InvalidInput as exc:
-                raise InvalidInput(f"config.{name}.{field_name}: {exc}") from None
+        raise InvalidInput(f"{where} must be an object with {names} and optionally {optional}")
+    for name in durations & set(rule):
+        positive_duration(rule[name], f"{where}.{name}")
+    for name, (low, high) in integers.items():
+        if name in rule:
+            integer_between(rule[name], low, high, f"{where}.{name}")
     if rule.get("key") is not None:
-        _check_key(rule["key"], f"config.{name}.key")
+        check_expression(rule["key"], f"{where}.key")
 
 
-def _check_key(expression: Any, where: str) -> None:
+def positive_duration(value: Any, where: str) -> float:
+    try:
+        seconds = parse_duration(value)
+    except InvalidInput as exc:
+        raise InvalidInput(f"{where}: {exc}") from None
+    if seconds <= 0:
+        raise InvalidInput(f"{where} must be longer than zero")
+    return seconds
+
+
+def integer_between(value: Any, low: int, high: int, where: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise InvalidInput(f"{where} must be an integer from {low} to {high}")
+    return value
+
+
+def check_expression(expression: Any, where: str) -> None:
     try:
         compile_expression(expression)
     except InvalidInput as exc:

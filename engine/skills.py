@@ -9,7 +9,6 @@ from jsonschema import Draft202012Validator, SchemaError
 
 from engine import cron, flow
 from engine.errors import InvalidInput
-from engine.expressions import compile_expression
 from engine.limits import MAX_DESCRIPTION_CHARS, MAX_TRIGGERS
 from engine.retry import RetryPolicy
 
@@ -74,10 +73,7 @@ def check_triggers(triggers: Any) -> list[dict[str, Any]]:
             raise InvalidInput(f"{where} takes 'event' and optionally 'if', got {sorted(trigger)}")
         check_event_name(trigger["event"])
         if trigger.get("if") is not None:
-            try:
-                compile_expression(trigger["if"])
-            except InvalidInput as exc:
-                raise InvalidInput(f"{where}.if: {exc}") from None
+            flow.check_expression(trigger["if"], f"{where}.if")
         checked.append({key: value for key, value in trigger.items() if value is not None})
     return checked
 

@@ -14,6 +14,7 @@ from sqlalchemy.engine import Connection
 from engine.jsonutil import dumps, loads
 from engine.records import FINAL_STATUSES, Run, RunGate
 from engine.schema import run_keys, runs
+from engine.sql_cancel import cancel_runs
 from engine.store_rows import run_to_row
 
 
@@ -140,17 +141,6 @@ def _blocked(connection: Connection, run: Run, gate: RunGate, now: float) -> str
         return None
     if gate.mode == "skip":
         return f"singleton key {gate.key!r} is held by unfinished run {holders[0]}"
-    connection.execute(  # mode "cancel": the newest run wins
-        update(runs)
-        .where(runs.c.id.in_(holders), runs.c.status.not_in(FINAL_STATUSES))
-        .values(
-            status="cancelled",
-            cancel_reason=f"replaced by run {run.id} (singleton key {gate.key!r})",
-            ended_at=now,
-            updated_at=now,
-            wake_at=None,
-            lease_owner=None,
-            lease_expires_at=None,
-        )
-    )
+    # mode "cancel": the newest run wins
+    cancel_runs(connection, holders, f"replaced by run {run.id} (singleton key {gate.key!r})", now)
     return None

@@ -19,7 +19,6 @@ from engine.errors import InvalidInput, SkillExists, SkillNotFound, StoreUnavail
 from engine.flow import Slot, SlotsOf
 from engine.jsonutil import dumps, loads
 from engine.records import (
-    FINAL_STATUSES,
     PENDING_STEP,
     Attempt,
     Event,
@@ -44,6 +43,7 @@ from engine.schema import (
     steps,
     versions,
 )
+from engine.sql_cancel import cancel_runs
 from engine.sql_flow import SqlFlow
 from engine.sql_loops import SqlLoops
 from engine.sql_stats import SqlStats
@@ -483,28 +483,8 @@ class SqlStore(SqlLoops, SqlStats, SqlFlow):
         self, run_ids: list[str], reason: str | None, now: float, resolution: StepResolution | None
     ) -> list[str]:
         def write(connection: Connection) -> list[str]:
-            live = [
-                row[0]
-                for row in connection.execute(
-                    select(runs.c.id).where(runs.c.id.in_(run_ids), runs.c.status.not_in(FINAL_STATUSES))
-                )
-            ]
-            if not live:
-                return []
-            connection.execute(
-                update(runs)
-                .where(runs.c.id.in_(live))
-                .values(
-                    status="cancelled",
-                    cancel_reason=reason,
-                    ended_at=now,
-                    updated_at=now,
-                    wake_at=None,
-                    lease_owner=None,
-                    lease_expires_at=None,
-                )
-            )
-            if resolution is not None:
+            live = cancel_runs(connection, run_ids, reason, now)
+            if live and resolution is not None:
                 writes.resolve_step(connection, resolution, now)
             return live
 

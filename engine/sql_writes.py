@@ -8,8 +8,9 @@ from sqlalchemy import bindparam, delete, exists, func, insert, select, update
 from sqlalchemy.engine import Connection
 
 from engine.jsonutil import dumps
-from engine.records import FINAL_STATUSES, PENDING_STEP, Event, EventRoute, Run, Step, StepResolution
+from engine.records import PENDING_STEP, Event, EventRoute, Run, Step, StepResolution
 from engine.schema import events, run_slots, runs, steps
+from engine.sql_cancel import cancel_runs
 from engine.sql_gates import store_gated_runs
 from engine.store_rows import event_to_row, run_to_row, step_to_row
 
@@ -35,19 +36,7 @@ def apply_route(connection: Connection, route: EventRoute, now: float) -> bool:
     for resolution in route.resolutions:
         resolve_step(connection, resolution, now)
     for run_id, reason in route.cancels:
-        connection.execute(
-            update(runs)
-            .where(runs.c.id == run_id, runs.c.status.not_in(FINAL_STATUSES))
-            .values(
-                status="cancelled",
-                cancel_reason=reason,
-                ended_at=now,
-                updated_at=now,
-                wake_at=None,
-                lease_owner=None,
-                lease_expires_at=None,
-            )
-        )
+        cancel_runs(connection, [run_id], reason, now)
     return True
 
 

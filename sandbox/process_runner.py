@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import marshal
+import signal
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -71,7 +72,7 @@ class ProcessRunner:
         except TimeoutError:
             raise CompileError(f"compiling took longer than {COMPILE_SECONDS:g} s") from None
         except ChannelClosed:
-            raise CompileError(f"the compiler's worker process {self._why(worker)}") from None
+            raise CompileError(f"compiling failed: {self.describe_death(worker)}") from None
         finally:
             self.pool.release(worker)
         if not isinstance(reply, dict) or not ({"compiled", "compile_error"} & set(reply)):
@@ -101,18 +102,11 @@ class ProcessRunner:
         finally:
             self.pool.release(worker)
 
-    def _why(self, worker: Worker) -> str:
-        status = self.pool.exit_status(worker.pid)
-        return status.describe() if status is not None else "went away"
-
     def describe_death(self, worker: Worker) -> str:
         status = self.pool.exit_status(worker.pid)
-        if status is not None and status.signal is not None and status.signal in _CPU_SIGNALS:
+        if status is not None and status.signal == signal.SIGXCPU:
             return f"CPU time limit of {self.limits.cpu_seconds} s exceeded"
         return f"the worker process {status.describe() if status else 'went away'}"
-
-
-_CPU_SIGNALS = {24}  # SIGXCPU; the hard limit's SIGKILL a second later is indistinguishable
 
 
 class Relay:

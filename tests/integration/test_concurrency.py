@@ -65,7 +65,7 @@ async def test_without_the_limit_the_same_runs_overlap_more(engine: Engine) -> N
     assert max(most_at_once(intervals) for intervals in by_key.values()) > 2
 
 
-async def test_a_limit_without_key_is_per_skill_and_sleeping_runs_hold_no_slot(engine: Engine) -> None:
+async def test_sleeping_runs_hold_no_slot(engine: Engine) -> None:
     code = "def handler(ctx, step):\n    step.sleep('nap', 0.3)\n    return step.run('done', lambda: 1)\n"
     await engine.create_skill("napper", code, config={"concurrency": [{"limit": 1}]})
     runs = [await engine.invoke("napper") for _ in range(3)]

@@ -88,6 +88,11 @@ async def test_skipped_runs_are_listed_by_status(manual_engine: Engine) -> None:
         ({"rate_limit": {"limit": 2}}, "'limit', 'period'"),
         ({"rate_limit": {"limit": 2, "period": "soon"}}, "rate_limit.period"),
         ({"singleton": {"mode": "queue"}}, "skip or cancel"),
+        ({"throttle": {"limit": "x", "period": "1m"}}, "throttle.limit must be an integer"),
+        ({"throttle": {"limit": 1, "period": "1m", "burst": -1}}, "throttle.burst"),
+        ({"debounce": {"period": 0}}, "debounce.period must be longer than zero"),
+        ({"batch_events": {"max_size": 500, "timeout": "1m"}}, "max_size must be an integer from 1 to 100"),
+        ({"batch_events": {"max_size": 5}}, "'max_size', 'timeout'"),
     ],
 )
 async def test_bad_gates_are_refused(manual_engine: Engine, config: dict, match: str) -> None:

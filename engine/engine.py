@@ -129,7 +129,7 @@ class Engine(LoopsAndStats):
     @property
     def database(self) -> str:
         """Where the store keeps its data, for people to read (a URL or a description)."""
-        return str(getattr(self.store, "url", type(self.store).__name__))
+        return str(getattr(self.store, "display_url", type(self.store).__name__))
 
     # lifecycle -----------------------------------------------------------------------------
 

@@ -1,7 +1,8 @@
 """The scheduler: an asyncio loop that claims due runs and hands them to activation threads.
 
-Local work starts without delay (in-process wake-ups); timers are found from the store's next
-wake time; a slow poll is the safety net for work another process queued. Leases are renewed
+Local work starts without delay (in-process wake-ups); work another process stored wakes it
+through the store's notifications where the backend has them (PostgreSQL LISTEN/NOTIFY); timers
+are found from the store's next wake time; a slow poll is the safety net. Leases are renewed
 by a heartbeat; runs whose lease expired, or whose holder on this host has died, go back to
 the queue.
 """
@@ -15,6 +16,7 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from engine.errors import StoreUnavailable
@@ -81,6 +83,7 @@ class Scheduler:
         self._tasks: list[asyncio.Task[None]] = []
         self._finished_listeners: list[asyncio.Event] = []
         self._stopping = False
+        self._stop_watching: Callable[[], None] = lambda: None
         self._reserved = 0
         self._reserve_lock = threading.Lock()
 
@@ -96,6 +99,14 @@ class Scheduler:
 
     def loops_changed(self) -> None:
         self._loops_pending = True
+        self.wake()
+
+    def heard(self, kinds: set[str]) -> None:
+        """Another process announced a change (PostgreSQL NOTIFY): look at once, not at the poll."""
+        if "work" in kinds:
+            self._events_pending = True
+        if "loops" in kinds:
+            self._loops_pending = True
         self.wake()
 
     def claim_locally(self, new_runs: list[Run]) -> list[Run]:
@@ -140,6 +151,7 @@ class Scheduler:
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
+        self._stop_watching = self.rt.store.watch(self.heard)
         await self._recover()
         self._tasks = [
             asyncio.create_task(self._claim_loop(), name="stepkeeper-claim"),
@@ -154,6 +166,7 @@ class Scheduler:
                 task.cancel()
                 await asyncio.wait([task], timeout=0.1)
         self._tasks = []
+        self._stop_watching()
         if self._active:
             await asyncio.wait(list(self._active.values()), timeout=grace_seconds)
         now = self.rt.clock.now()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.engine import Connection
 
 from engine.jsonutil import dumps, loads
@@ -86,8 +86,9 @@ def _merged(connection: Connection, run: Run, gate: RunGate, now: float) -> str 
         return f"debounced: run {target} runs with this event instead"
     batch = [*(loads(events) or []), run.event]
     values = {"events": dumps(batch)}
-    if len(batch) >= gate.limit:
-        values["wake_at"] = now  # full: start now
+    if len(batch) >= gate.limit:  # full: it starts now and takes no more events
+        values["wake_at"] = now
+        connection.execute(delete(run_keys).where(run_keys.c.run_id == target, run_keys.c.kind == "batch"))
     connection.execute(update(runs).where(runs.c.id == target).values(updated_at=now, **values))
     return f"batched: run {target} receives this event in ctx.events"
 

@@ -15,7 +15,9 @@ from sqlalchemy.engine import Connection
 from engine import sql_writes as writes
 from engine.records import Loop, Run
 from engine.schema import schedules
+from engine.sql_backend import LOOPS, WORK
 from engine.store_rows import loop_from_row, loop_to_row
+from engine.store_writer import announce
 
 T = TypeVar("T")
 
@@ -27,7 +29,7 @@ class SqlLoops:
     _write: Callable[[], Any]
 
     def add_loop(self, loop: Loop) -> None:
-        self._call(lambda connection: connection.execute(insert(schedules), [loop_to_row(loop)]))
+        self._call(lambda connection: connection.execute(insert(schedules), [loop_to_row(loop)]), LOOPS)
 
     def get_loop(self, loop_id: str) -> Loop | None:
         rows = self._read(select(schedules).where(schedules.c.id == loop_id))
@@ -47,7 +49,7 @@ class SqlLoops:
             result = connection.execute(update(schedules).where(schedules.c.id == loop.id).values(**row))
             return result.rowcount == 1
 
-        return self._call(write)
+        return self._call(write, LOOPS)
 
     def delete_loops(self, loop_ids: list[str]) -> int:
         if not loop_ids:
@@ -55,7 +57,8 @@ class SqlLoops:
         return self._call(
             lambda connection: (
                 connection.execute(delete(schedules).where(schedules.c.id.in_(loop_ids))).rowcount
-            )
+            ),
+            LOOPS,
         )
 
     def next_loop_fire_at(self) -> float | None:
@@ -95,8 +98,16 @@ class SqlLoops:
             writes.insert_runs(connection, new_runs)
             return True
 
-        return self._call(write)
+        return self._call(write, WORK if new_runs else LOOPS)
 
-    def _call(self, write: Callable[[Connection], T]) -> T:
-        result: T = self._write().call(write)
+    def _call(self, write: Callable[[Connection], T], announces: str) -> T:
+        """Run `write`; other processes hear `announces` once it commits (loops re-read their
+        next tick; work is claimed)."""
+
+        def write_and_announce(connection: Connection) -> T:
+            result = write(connection)
+            announce(connection, announces)
+            return result
+
+        result: T = self._write().call(write_and_announce)
         return result

@@ -1,17 +1,19 @@
-"""The store on SQLAlchemy Core over the SQLModel tables. SQLite is the embedded default.
+"""The store on SQLAlchemy Core over the SQLModel tables: SQLite (the embedded default) or
+PostgreSQL (scale-out), chosen by the URL; `engine.sql_backend` holds what differs.
 
 Writes go through `StoreWriter` (one connection, group commit) and the statements in
-`engine.sql_writes`; reads use separate pooled connections (`engine.sqlite`).
+`engine.sql_writes`; reads use separate pooled connections that never hold a write lock.
 """
 
 from __future__ import annotations
 
 import base64
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import and_, func, insert, or_, select, update
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection, Engine, make_url
 
 from engine import migrate
 from engine import sql_writes as writes
@@ -43,11 +45,11 @@ from engine.schema import (
     steps,
     versions,
 )
+from engine.sql_backend import WORK, Listener, backend_for
 from engine.sql_cancel import cancel_runs
 from engine.sql_flow import SqlFlow
 from engine.sql_loops import SqlLoops
 from engine.sql_stats import SqlStats
-from engine.sqlite import sqlite_engine
 from engine.store_rows import (
     attempt_from_row,
     attempt_to_row,
@@ -61,7 +63,7 @@ from engine.store_rows import (
     version_from_row,
     version_to_row,
 )
-from engine.store_writer import StoreWriter
+from engine.store_writer import StoreWriter, announce
 
 log = logging.getLogger(__name__)
 
@@ -90,16 +92,24 @@ def _admitted(
 
 
 class SqlStore(SqlLoops, SqlStats, SqlFlow):
-    """`engine.store.Store` on SQLite (the embedded default)."""
+    """`engine.store.Store` on SQLite or PostgreSQL."""
 
     def __init__(self, url: str) -> None:
-        if not url.startswith("sqlite"):
-            raise InvalidInput(f"unsupported database URL {url!r}: this build speaks sqlite:///")
         self.url = url
-        self._engine = sqlite_engine(url, writer=False)
-        self._write_engine = sqlite_engine(url, writer=True)
+        self._backend = backend_for(url)
+        self._engine, self._write_engine = self._backend.engines()
         self._writer: StoreWriter | None = None
+        self._stop_listening: list[Callable[[], None]] = []
         self._closed = False
+
+    @property
+    def backend(self) -> str:
+        return self._backend.name
+
+    @property
+    def display_url(self) -> str:
+        """The URL without its password, for logs and views."""
+        return make_url(self.url).render_as_string(hide_password=True)
 
     # lifecycle ---------------------------------------------------------------------------
 
@@ -115,11 +125,28 @@ class SqlStore(SqlLoops, SqlStats, SqlFlow):
         if self._closed:
             raise StoreUnavailable("the store is closed")
         if self._writer is None:
-            self._writer = StoreWriter(self._write_engine)
+            self._writer = StoreWriter(self._write_engine, self._backend)
         return self._writer
+
+    def watch(self, listener: Listener) -> Callable[[], None]:
+        """Call `listener` with what other processes announce they changed ("work", "loops"),
+        from a thread of its own, until the returned function is called (or the store closes);
+        a backend without notifications never calls it."""
+        stop = self._backend.listen(listener)
+        self._stop_listening.append(stop)
+
+        def stop_watching() -> None:
+            if stop in self._stop_listening:
+                self._stop_listening.remove(stop)
+                stop()
+
+        return stop_watching
 
     def close(self) -> None:
         self._closed = True
+        for stop in self._stop_listening:
+            stop()
+        self._stop_listening = []
         if self._writer is not None:
             self._writer.close()
             self._writer = None
@@ -159,7 +186,7 @@ class SqlStore(SqlLoops, SqlStats, SqlFlow):
                 connection.execute(update(skills).where(skills.c.name == stored.name).values(**row))
             return stored
 
-        return self._write().call(write)
+        return self._write().call(write, serial=True)  # the version number is read, then taken
 
     def get_skill(self, name: str) -> Skill | None:
         rows = self._read(select(skills).where(skills.c.name == name, skills.c.deleted_at.is_(None)))
@@ -214,9 +241,11 @@ class SqlStore(SqlLoops, SqlStats, SqlFlow):
             for is_new, route in zip(inserted, routes or [], strict=False):
                 if is_new:
                     writes.apply_route(connection, route, now)
+            if any(inserted):
+                announce(connection, WORK)
             return inserted
 
-        return self._write().call(write)
+        return self._write().call(write, serial=True)  # gates and slots decide from stored runs
 
     def pending_events(self, limit: int) -> list[Event]:
         statement = (
@@ -259,9 +288,12 @@ class SqlStore(SqlLoops, SqlStats, SqlFlow):
 
     def apply_events(self, routes: list[EventRoute], now: float) -> list[bool]:
         def write(connection: Connection) -> list[bool]:
-            return [writes.apply_route(connection, route, now) for route in routes]
+            applied = [writes.apply_route(connection, route, now) for route in routes]
+            if any(applied):
+                announce(connection, WORK)
+            return applied
 
-        return self._write().call(write)
+        return self._write().call(write, serial=True)
 
     def runs_for_event(self, event_id: str) -> list[str]:
         rows = self._read(select(runs.c.id).where(runs.c.event_id == event_id).order_by(runs.c.created_at))
@@ -274,6 +306,7 @@ class SqlStore(SqlLoops, SqlStats, SqlFlow):
             writes.insert_runs(connection, new_runs)
             if copied_steps:
                 connection.execute(insert(steps), [step_to_row(s) for s in copied_steps])
+            announce(connection, WORK)
 
         self._write().call(write)
 
@@ -326,6 +359,7 @@ class SqlStore(SqlLoops, SqlStats, SqlFlow):
                 .where(runs.c.status.in_(WAKEABLE), runs.c.wake_at <= now)
                 .order_by(runs.c.wake_at, runs.c.created_at)
                 .limit(limit if slots_of is None else limit * 4 + CLAIM_LOOKAHEAD)
+                .with_for_update(skip_locked=True)  # another claimant's rows are its to take
             )
             candidates = [run_from_row(row) for row in connection.execute(due).mappings()]
             if slots_of is None:
@@ -353,7 +387,7 @@ class SqlStore(SqlLoops, SqlStats, SqlFlow):
             claimed.sort(key=lambda run: ids.index(run.id))
             return claimed
 
-        return self._write().call(write)
+        return self._write().call(write, serial=slots_of is not None)  # slot room is counted
 
     def next_wake_at(self) -> float | None:
         rows = self._read(select(func.min(runs.c.wake_at)).where(runs.c.status.in_(WAKEABLE)))
@@ -398,6 +432,8 @@ class SqlStore(SqlLoops, SqlStats, SqlFlow):
                     updated_at=now,
                 )
             )
+            if result.rowcount:
+                announce(connection, WORK)
             return result.rowcount
 
         return self._write().call(write)
@@ -417,6 +453,8 @@ class SqlStore(SqlLoops, SqlStats, SqlFlow):
             for item in commit.new_events:
                 writes.insert_event(connection, item)
             writes.insert_runs(connection, commit.new_runs)
+            if commit.new_events or commit.new_runs:
+                announce(connection, WORK)
             if commit.suspend is not None:
                 status, wake_at = commit.suspend
                 writes.release(connection, commit.run_id, status=status, wake_at=wake_at, now=now)
@@ -456,6 +494,8 @@ class SqlStore(SqlLoops, SqlStats, SqlFlow):
             if resolution is not None:
                 writes.resolve_step(connection, resolution, now)
             writes.insert_runs(connection, new_runs or [])
+            if resolution is not None or new_runs or writes.held_a_slot(connection, run_id):
+                announce(connection, WORK)
             return True
 
         return self._write().call(write)
@@ -466,6 +506,7 @@ class SqlStore(SqlLoops, SqlStats, SqlFlow):
                 return False
             connection.execute(update(runs).where(runs.c.id == run_id).values(attempt=attempt))
             writes.release(connection, run_id, status="queued", wake_at=wake_at, now=now)
+            announce(connection, WORK)
             return True
 
         return self._write().call(write)
@@ -486,6 +527,8 @@ class SqlStore(SqlLoops, SqlStats, SqlFlow):
             live = cancel_runs(connection, run_ids, reason, now)
             if live and resolution is not None:
                 writes.resolve_step(connection, resolution, now)
+            if live:
+                announce(connection, WORK)
             return live
 
         return self._write().call(write)

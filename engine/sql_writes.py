@@ -4,15 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import bindparam, delete, exists, func, insert, select, update
+from sqlalchemy import Float, bindparam, cast, delete, exists, func, insert, select, update
 from sqlalchemy.engine import Connection
 
 from engine.jsonutil import dumps
 from engine.records import PENDING_STEP, Event, EventRoute, Run, Step, StepResolution
 from engine.schema import events, run_slots, runs, steps
+from engine.sql_backend import WORK
 from engine.sql_cancel import cancel_runs
 from engine.sql_gates import store_gated_runs
 from engine.store_rows import event_to_row, run_to_row, step_to_row
+from engine.store_writer import announce
 
 
 def insert_event(connection: Connection, item: Event) -> bool:
@@ -99,7 +101,13 @@ def insert_runs(connection: Connection, new_runs: list[Run]) -> None:
 
 
 # Hot-path statements are built once with bind parameters, so SQLAlchemy compiles each once.
-OWNER_OF = select(runs.c.status, runs.c.lease_owner).where(runs.c.id == bindparam("run_id"))
+# Lease checks lock the run's row for share (PostgreSQL; SQLite's writer is alone anyway): a
+# claimant that takes the run over waits for this write, then reads the step it stored.
+OWNER_OF = (
+    select(runs.c.status, runs.c.lease_owner)
+    .where(runs.c.id == bindparam("run_id"))
+    .with_for_update(read=True)
+)
 _INSERT_STEP = insert(steps)
 _STEP_VALUE_COLUMNS = [c.name for c in steps.columns if c.name not in ("run_id", "key")]
 _UPDATE_STEP = (
@@ -120,14 +128,25 @@ _RELEASE = (
 )
 
 
+def _step_value(name: str) -> Any:
+    """A step column's value as a typed bind (PostgreSQL needs the type of a NULL float)."""
+    column = steps.c[name]
+    value = bindparam(name, type_=column.type)
+    return cast(value, Float) if isinstance(column.type, Float) else value
+
+
 _STEP_COLUMNS = [c.name for c in steps.columns]
 _INSERT_STEP_IF_OWNED = insert(steps).from_select(
     _STEP_COLUMNS,
-    select(*[bindparam(name, type_=steps.c[name].type) for name in _STEP_COLUMNS]).where(
-        exists().where(
-            runs.c.id == bindparam("run_id"),
-            runs.c.status == "running",
-            runs.c.lease_owner == bindparam("owner"),
+    select(*[_step_value(name) for name in _STEP_COLUMNS]).where(
+        exists(
+            select(runs.c.id)
+            .where(
+                runs.c.id == bindparam("run_id"),
+                runs.c.status == "running",
+                runs.c.lease_owner == bindparam("owner"),
+            )
+            .with_for_update(read=True)
         )
     ),
 )
@@ -172,6 +191,15 @@ def owns(connection: Connection, run_id: str, owner: str) -> bool:
 
 def release(connection: Connection, run_id: str, *, status: str, wake_at: float | None, now: float) -> None:
     connection.execute(_RELEASE, {"run_id": run_id, "status": status, "wake_at": wake_at, "now": now})
+    if held_a_slot(connection, run_id):
+        announce(connection, WORK)  # its slot is free: a run queued behind it may start elsewhere
+
+
+_HELD_A_SLOT = select(run_slots.c.run_id).where(run_slots.c.run_id == bindparam("run_id")).limit(1)
+
+
+def held_a_slot(connection: Connection, run_id: str) -> bool:
+    return connection.execute(_HELD_A_SLOT, {"run_id": run_id}).first() is not None
 
 
 def write_step(connection: Connection, step: Step, *, replaces: bool) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -39,3 +40,28 @@ def sqlite_engine(url: str, *, writer: bool) -> Engine:
             connection.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
+
+
+class SqliteBackend:
+    """The embedded default: one file, writers serialized by SQLite itself, no notifications
+    (other processes' work is found by the scheduler's poll)."""
+
+    name = "sqlite"
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    def engines(self) -> tuple[Engine, Engine]:
+        return sqlite_engine(self.url, writer=False), sqlite_engine(self.url, writer=True)
+
+    def serialize(self, connection: Connection) -> None:
+        """BEGIN IMMEDIATE already made this transaction the only writer."""
+
+    def announce(self, connection: Connection, kinds: set[str]) -> None:
+        """No notifications in SQLite: other processes poll."""
+
+    def listen(self, listener: Callable[[set[str]], None]) -> Callable[[], None]:
+        return lambda: None
+
+    def is_transient(self, error: BaseException) -> bool:
+        return False

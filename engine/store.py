@@ -8,6 +8,7 @@ Every method that changes several rows does so in one transaction.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from engine.flow import SlotsOf
@@ -33,6 +34,9 @@ class Store(Protocol):
     # lifecycle
     def migrate(self) -> None: ...
     def close(self) -> None: ...
+    def watch(self, listener: Callable[[set[str]], None]) -> Callable[[], None]:
+        """Hear what other processes sharing the database changed ("work": runs or events to
+        look at; "loops"), where the backend can tell; returns a function that stops it."""
 
     # skills
     def add_skill_version(self, version: SkillVersion, *, new_skill: bool) -> SkillVersion:

@@ -29,7 +29,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="stepkeeper", description="A durable orchestrator for agent skills."
     )
     parser.add_argument("--home", help="where the embedded database lives (STEPKEEPER_HOME)")
-    parser.add_argument("--database-url", help="sqlite:///path (STEPKEEPER_DATABASE_URL)")
+    parser.add_argument(
+        "--database-url", help="sqlite:///path or postgresql://user@host/db (STEPKEEPER_DATABASE_URL)"
+    )
     parser.add_argument("--http-allow", help="hosts skills may call, comma-separated (STEPKEEPER_HTTP_ALLOW)")
     parser.add_argument("--workers", type=int, help="sandbox worker processes (STEPKEEPER_WORKERS)")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug detail to stderr")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib
+import os
 import pkgutil
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -14,6 +15,7 @@ import pytest
 
 from engine import Engine, ManualClock, SqlStore
 from engine.records import FINAL_STATUSES, Run
+from tests.support.postgres import fresh_database_url
 from tests.support.recorder import Recorder
 
 
@@ -33,8 +35,14 @@ _import_anyio_eagerly()
 
 
 @pytest.fixture
-def db_url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'stepkeeper.db'}"
+def db_url(tmp_path: Path) -> Iterator[str]:
+    """A new database per test: a SQLite file, or with `STEPKEEPER_TEST_BACKEND=postgresql` a
+    fresh schema on the machine's PostgreSQL (to run the whole suite on that backend)."""
+    if os.environ.get("STEPKEEPER_TEST_BACKEND") == "postgresql":
+        with fresh_database_url() as url:
+            yield url
+    else:
+        yield f"sqlite:///{tmp_path / 'stepkeeper.db'}"
 
 
 @pytest.fixture

@@ -1,41 +1,53 @@
-"""The store conformance suite runs against every backend listed here.
-
-A new backend (PostgreSQL, issue 8) adds itself to `BACKENDS` with a factory that returns a
-fresh, migrated store; every test in this folder then runs against it too.
+"""The store conformance suite runs against every backend listed here: the embedded SQLite
+file and the machine's real PostgreSQL (a fresh schema per test; see `tests/support/postgres`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 import pytest
 
 from engine.sql_store import SqlStore
 from engine.store import Store
+from tests.support.postgres import fresh_database_url
 
 
-def _sqlite(tmp_path: Path) -> SqlStore:
-    return SqlStore(f"sqlite:///{tmp_path / 'conformance.db'}")
+@contextmanager
+def _sqlite(tmp_path: Path) -> Iterator[str]:
+    yield f"sqlite:///{tmp_path / 'conformance.db'}"
 
 
-BACKENDS: dict[str, Callable[[Path], Store]] = {"sqlite": _sqlite}
+@contextmanager
+def _postgres(tmp_path: Path) -> Iterator[str]:
+    with fresh_database_url() as url:
+        yield url
+
+
+# Each gives the URL of a new, empty database for one test.
+BACKENDS: dict[str, Callable[[Path], AbstractContextManager[str]]] = {
+    "sqlite": _sqlite,
+    "postgresql": _postgres,
+}
 
 
 @pytest.fixture(params=sorted(BACKENDS))
 def store_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[[], Store]]:
     """Opens stores on one database (several may be open at once, like several processes)."""
     opened: list[Store] = []
+    with BACKENDS[request.param](tmp_path) as url:
 
-    def open_store() -> Store:
-        store = BACKENDS[request.param](tmp_path)
-        store.migrate()
-        opened.append(store)
-        return store
+        def open_store() -> Store:
+            store = SqlStore(url)
+            store.migrate()
+            opened.append(store)
+            return store
 
-    yield open_store
-    for store in opened:
-        store.close()
+        yield open_store
+        for store in opened:
+            store.close()
 
 
 @pytest.fixture

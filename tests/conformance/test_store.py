@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 
 import pytest
@@ -160,6 +161,41 @@ def test_concurrent_claimants_never_share_a_run(store_factory: Callable[[], Stor
         thread.join()
     everything = [run_id for ids in taken.values() for run_id in ids]
     assert len(everything) == 200 == len(set(everything))
+
+
+def test_concurrent_claimants_share_a_concurrency_slot_limit(store_factory: Callable[[], Store]) -> None:
+    """Four processes claim and finish 120 runs that share one slot of capacity 3: at no time
+    do more than 3 hold it (the store decides, not a process's memory)."""
+    stores = [store_factory() for _ in range(4)]
+    stores[0].create_runs([run() for _ in range(120)])
+    lock, holding, most = threading.Lock(), set(), [0]
+    done: list[str] = []
+    barrier = threading.Barrier(len(stores))
+
+    def slots_of(_: Run) -> list[tuple[str, int]]:
+        return [("s:key", 3)]
+
+    def work(index: int, store: Store) -> None:
+        barrier.wait()
+        owner = f"owner-{index}"
+        while len(done) < 120:
+            for got in store.claim_due_runs(owner, NOW, NOW + 30, 3, slots_of):
+                with lock:
+                    holding.add(got.id)
+                    most[0] = max(most[0], len(holding))
+                time.sleep(0.02)  # hold the slot a while, as a running run does
+                with lock:  # leave the slot before the store frees it, so `holding` never lags
+                    holding.discard(got.id)
+                    done.append(got.id)
+                assert store.finish_run(got.id, owner, "completed", NOW)
+
+    threads = [threading.Thread(target=work, args=pair) for pair in enumerate(stores)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert sorted(done) == sorted(set(done)) and len(done) == 120
+    assert 1 <= most[0] <= 3
 
 
 def test_step_commits_need_the_lease(store: Store) -> None:

@@ -9,15 +9,17 @@ import pytest
 from sqlalchemy import text
 
 from engine.sql_store import SqlStore
+from engine.sqlite import SqliteBackend
 from engine.store_writer import StoreWriter
 
 
 def test_a_failing_write_in_a_batch_does_not_undo_the_others(tmp_path: Path) -> None:
-    store = SqlStore(f"sqlite:///{tmp_path / 'w.db'}")
+    url = f"sqlite:///{tmp_path / 'w.db'}"
+    store = SqlStore(url)
     engine = store.sa_engine
     with engine.begin() as connection:
         connection.execute(text("CREATE TABLE t (k INTEGER PRIMARY KEY)"))
-    writer = StoreWriter(engine)
+    writer = StoreWriter(engine, SqliteBackend(url))
     gate, holding = threading.Event(), threading.Event()
 
     def hold(connection: object) -> None:

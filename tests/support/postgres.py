@@ -1,0 +1,50 @@
+"""The machine's real PostgreSQL for tests: a fresh schema per test, dropped afterwards.
+
+Set `STEPKEEPER_TEST_POSTGRES_URL` to use another server. Without a server, tests that need one
+skip with the reason; under CI (`CI=true`) they fail instead, so CI never passes by skipping.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+from urllib.parse import quote
+
+import psycopg
+import pytest
+
+SERVER_URL = os.environ.get("STEPKEEPER_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def unavailable_reason() -> str | None:
+    try:
+        with psycopg.connect(SERVER_URL, connect_timeout=3):
+            return None
+    except psycopg.Error as exc:
+        return f"PostgreSQL at {SERVER_URL} is not reachable ({exc.__class__.__name__}: {exc})"
+
+
+def require_postgres() -> None:
+    reason = unavailable_reason()
+    if reason is None:
+        return
+    if os.environ.get("CI"):
+        pytest.fail(f"{reason}; CI must run the PostgreSQL tests (.ci/run starts the server)")
+    pytest.skip(reason)
+
+
+@contextmanager
+def fresh_database_url() -> Iterator[str]:
+    """A URL whose connections see only a new, empty schema (through `search_path`)."""
+    require_postgres()
+    schema = f"sk_{secrets.token_hex(6)}"
+    with psycopg.connect(SERVER_URL, autocommit=True) as connection:
+        connection.execute(f"CREATE SCHEMA {schema}")
+    separator = "&" if "?" in SERVER_URL else "?"
+    try:
+        yield f"{SERVER_URL}{separator}options={quote(f'-csearch_path={schema}')}"
+    finally:
+        with psycopg.connect(SERVER_URL, autocommit=True) as connection:
+            connection.execute(f"DROP SCHEMA {schema} CASCADE")

@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import and_, func, insert, or_, select, update
 from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.exc import DBAPIError
 
 from engine import migrate
 from engine import sql_writes as writes
@@ -119,7 +120,11 @@ class SqlStore(SqlLoops, SqlStats, SqlFlow):
         return self._write_engine
 
     def migrate(self) -> None:
-        migrate.upgrade(self._write_engine)
+        try:
+            migrate.upgrade(self._write_engine)
+        except DBAPIError as exc:  # most often: the server is down or the URL is wrong
+            reason = str(exc.orig).strip().splitlines()[0]
+            raise StoreUnavailable(f"cannot open the database {self.display_url}: {reason}") from None
 
     def _write(self) -> StoreWriter:
         if self._closed:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from engine import Engine, SqlStore
+from engine.scheduler import LEASE_SECONDS
 
 SECRET_PREFIX = "STEPKEEPER_SECRET_"
 
@@ -19,6 +20,7 @@ class Settings:
     secrets: dict[str, str] = field(default_factory=dict)
     workers: int = max(2, os.cpu_count() or 2)
     token: str | None = None
+    lease_seconds: float = LEASE_SECONDS
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -34,6 +36,8 @@ class Settings:
         settings.token = env.get("STEPKEEPER_TOKEN") or None
         if env.get("STEPKEEPER_WORKERS"):
             settings.workers = int(env["STEPKEEPER_WORKERS"])
+        if env.get("STEPKEEPER_LEASE_SECONDS"):
+            settings.lease_seconds = _lease(env["STEPKEEPER_LEASE_SECONDS"])
         return settings
 
     @property
@@ -52,7 +56,18 @@ class Settings:
             concurrency=max(4, self.workers * 8),
             http_allow=self.http_allow,
             secrets=self.secrets,
+            lease_seconds=self.lease_seconds,
         )
+
+
+def _lease(text: str) -> float:
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = -1.0
+    if not 1 <= seconds <= 3600:
+        raise ValueError(f"STEPKEEPER_LEASE_SECONDS must be a number from 1 to 3600, not {text!r}")
+    return seconds
 
 
 def _split(value: str) -> list[str]:

@@ -15,7 +15,7 @@ import pytest
 
 from engine import Engine, ManualClock, SqlStore
 from engine.records import FINAL_STATUSES, Run
-from tests.support.postgres import fresh_database_url
+from tests.support.postgres import database_url
 from tests.support.recorder import Recorder
 
 
@@ -38,11 +38,8 @@ _import_anyio_eagerly()
 def db_url(tmp_path: Path) -> Iterator[str]:
     """A new database per test: a SQLite file, or with `STEPKEEPER_TEST_BACKEND=postgresql` a
     fresh schema on the machine's PostgreSQL (to run the whole suite on that backend)."""
-    if os.environ.get("STEPKEEPER_TEST_BACKEND") == "postgresql":
-        with fresh_database_url() as url:
-            yield url
-    else:
-        yield f"sqlite:///{tmp_path / 'stepkeeper.db'}"
+    with database_url(os.environ.get("STEPKEEPER_TEST_BACKEND", "sqlite"), tmp_path) as url:
+        yield url
 
 
 @pytest.fixture

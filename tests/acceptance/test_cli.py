@@ -47,6 +47,11 @@ def test_bad_input_gets_an_exit_code_and_a_message_on_stderr(tmp_path: Path) -> 
     assert status.returncode == 1 and "unknown status 'bogus'" in status.stderr
     url = stepkeeper(tmp_path, "--database-url", "mysql://x", "skills")
     assert url.returncode == 2 and "unsupported database URL" in url.stderr
+    down = stepkeeper(tmp_path, "--database-url", "postgresql://me:hunter22@127.0.0.1:1/db", "skills")
+    assert (
+        down.returncode == 1 and "cannot open the database postgresql://me:***@127.0.0.1:1/db" in down.stderr
+    )
+    assert "hunter22" not in down.stderr and "Traceback" not in down.stderr
 
 
 async def test_the_loops_view_lists_loops_with_their_next_ticks(tmp_path: Path) -> None:

@@ -1,4 +1,5 @@
-"""Two real `stepkeeper worker` processes on one SQLite file: each tick of a loop fires once."""
+"""Real `stepkeeper worker` processes on one database (two on a SQLite file, three on
+PostgreSQL): each tick of a loop fires once."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from engine import Engine, SqlStore
+from tests.support.postgres import database_url
 
 pytestmark = pytest.mark.slow
 SKILL = "def handler(ctx, step):\n    return step.run('tick', lambda: ctx.event['ts'])\n"
@@ -23,10 +25,18 @@ def start_worker(db_url: str, log: Path) -> subprocess.Popen[bytes]:
         return subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT)
 
 
-async def test_two_workers_fire_each_tick_of_a_per_second_loop_once(db_url: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize(("backend", "count"), [("sqlite", 2), ("postgresql", 3)])
+async def test_workers_fire_each_tick_of_a_per_second_loop_once(
+    backend: str, count: int, tmp_path: Path
+) -> None:
+    with database_url(backend, tmp_path) as db_url:
+        await fire_ticks_with_workers(db_url, count, tmp_path)
+
+
+async def fire_ticks_with_workers(db_url: str, count: int, tmp_path: Path) -> None:
     offline = Engine(SqlStore(db_url))  # never started: it only stores and reads
     await offline.create_skill("tick", SKILL)
-    workers = [start_worker(db_url, tmp_path / f"worker-{n}.log") for n in range(2)]
+    workers = [start_worker(db_url, tmp_path / f"worker-{n}.log") for n in range(count)]
     try:
         await asyncio.sleep(1.5)  # both are up and polling
         loop = await offline.schedule_loop("tick", "* * * * * *", catch_up="none")  # every second

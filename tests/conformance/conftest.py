@@ -5,39 +5,20 @@ file and the machine's real PostgreSQL (a fresh schema per test; see `tests/supp
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 import pytest
 
 from engine.sql_store import SqlStore
 from engine.store import Store
-from tests.support.postgres import fresh_database_url
+from tests.support.postgres import BACKENDS, database_url
 
 
-@contextmanager
-def _sqlite(tmp_path: Path) -> Iterator[str]:
-    yield f"sqlite:///{tmp_path / 'conformance.db'}"
-
-
-@contextmanager
-def _postgres(tmp_path: Path) -> Iterator[str]:
-    with fresh_database_url() as url:
-        yield url
-
-
-# Each gives the URL of a new, empty database for one test.
-BACKENDS: dict[str, Callable[[Path], AbstractContextManager[str]]] = {
-    "sqlite": _sqlite,
-    "postgresql": _postgres,
-}
-
-
-@pytest.fixture(params=sorted(BACKENDS))
+@pytest.fixture(params=BACKENDS)
 def store_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[[], Store]]:
     """Opens stores on one database (several may be open at once, like several processes)."""
     opened: list[Store] = []
-    with BACKENDS[request.param](tmp_path) as url:
+    with database_url(request.param, tmp_path) as url:
 
         def open_store() -> Store:
             store = SqlStore(url)

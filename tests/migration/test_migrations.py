@@ -1,9 +1,11 @@
-"""Migrations create exactly the declared schema, and upgrading keeps every row."""
+"""Migrations create exactly the declared schema, and upgrading keeps every row, on both backends."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
@@ -11,10 +13,17 @@ from engine import migrate
 from engine.records import Run
 from engine.schema import metadata
 from engine.sql_store import SqlStore
+from tests.support.postgres import BACKENDS, database_url
 
 
-def test_migrations_produce_the_declared_schema(tmp_path: Path) -> None:
-    store = SqlStore(f"sqlite:///{tmp_path / 'm.db'}")
+@pytest.fixture(params=BACKENDS)
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    with database_url(request.param, tmp_path) as url:
+        yield url
+
+
+def test_migrations_produce_the_declared_schema(url: str) -> None:
+    store = SqlStore(url)
     store.migrate()
     with store.sa_engine.connect() as connection:
         differences = compare_metadata(MigrationContext.configure(connection), metadata)
@@ -22,8 +31,7 @@ def test_migrations_produce_the_declared_schema(tmp_path: Path) -> None:
     assert differences == []
 
 
-def test_upgrade_on_start_keeps_data_and_is_idempotent(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'old.db'}"
+def test_upgrade_on_start_keeps_data_and_is_idempotent(url: str) -> None:
     old = SqlStore(url)
     migrate.upgrade(old.sa_engine, "0001")  # the first released schema
     old.create_runs([Run("run_1", "s", 1, "invoke", "completed", {"name": "e"}, 1.0, 1.0, output=[1, 2])])

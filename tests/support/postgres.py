@@ -10,6 +10,7 @@ import os
 import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from urllib.parse import quote
 
 import psycopg
@@ -48,3 +49,16 @@ def fresh_database_url() -> Iterator[str]:
     finally:
         with psycopg.connect(SERVER_URL, autocommit=True) as connection:
             connection.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+BACKENDS = ("sqlite", "postgresql")
+
+
+@contextmanager
+def database_url(backend: str, tmp_path: Path) -> Iterator[str]:
+    """A new, empty database on `backend` for one test: a SQLite file or a PostgreSQL schema."""
+    if backend == "postgresql":
+        with fresh_database_url() as url:
+            yield url
+    else:
+        yield f"sqlite:///{tmp_path / 'stepkeeper.db'}"

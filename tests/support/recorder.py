@@ -1,13 +1,16 @@
 """A real HTTP server on 127.0.0.1 that records every call skill code makes through `http`.
 
 It is the external side-effect log of the tests: a step that runs twice is seen twice here.
-Responses can be scripted per path: a list of status codes served in turn (then 200).
+Responses can be scripted per path: a list of status codes served in turn (then 200). With
+`hold` set, each call is held that long and its span (arrival, departure) is kept in `spans`, so
+a test can tell how many calls were in progress at any instant.
 """
 
 from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -16,6 +19,8 @@ from typing import Any
 class Recorder:
     def __init__(self) -> None:
         self.calls: list[tuple[str, str, Any]] = []
+        self.hold = 0.0
+        self.spans: list[tuple[str, Any, float, float]] = []
         self.scripts: dict[str, list[int]] = {}
         self.on_call: Callable[[str], None] | None = None
         self._lock = threading.Lock()
@@ -23,6 +28,7 @@ class Recorder:
 
         class Handler(BaseHTTPRequestHandler):
             def _serve(self) -> None:
+                arrived = time.time()
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
                 payload = json.loads(body) if body else None
@@ -32,6 +38,10 @@ class Recorder:
                     status = script.pop(0) if script else 200
                 if recorder.on_call is not None:
                     recorder.on_call(self.path)
+                if recorder.hold:
+                    time.sleep(recorder.hold)
+                    with recorder._lock:
+                        recorder.spans.append((self.path, payload, arrived, time.time()))
                 data = json.dumps({"path": self.path, "got": payload}).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")

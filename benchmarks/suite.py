@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from benchmarks import baseline, sandbox
+from benchmarks import baseline, sandbox, scaleout
 from benchmarks.report import Figure
 
 
@@ -110,6 +110,32 @@ def figures(samples: Samples) -> list[Figure]:
         ),
         Figure("sandbox_invocation_p99_ms", "ms", samples.medians("sandbox_invocation_p99_ms")),
         Figure("sandbox_step_round_trip_ms", "ms", samples.medians("sandbox_step_round_trip_ms")),
+    ]
+
+
+async def measure_scaleout(server_url: str, sizes: Sizes, repeat: int) -> list[Figure]:
+    """The PostgreSQL scale-out figures (medians of `repeat`), throughput beside one worker's."""
+    samples = Samples()
+    for _ in range(repeat):
+        found = await scaleout.measure(server_url, sizes.runs, sizes.latency_samples)
+        for name, value in found.items():
+            samples.add(name, "stepkeeper", value)
+    one = samples.medians("pg_throughput_1_workers_runs_per_s")["stepkeeper"]
+    rows = [
+        Figure(name, "runs/s", samples.medians(name), one, "pg_throughput_1_workers_runs_per_s")
+        for name in (f"pg_throughput_{count}_workers_runs_per_s" for count in scaleout.WORKER_COUNTS)
+    ]
+    poll = samples.medians("sqlite_poll_start_latency_p50_ms")["stepkeeper"]
+    return [
+        *rows,
+        Figure(
+            "pg_notify_start_latency_p50_ms",
+            "ms",
+            samples.medians("pg_notify_start_latency_p50_ms"),
+            poll,
+            "sqlite_poll_start_latency_p50_ms",
+        ),
+        Figure("pg_notify_start_latency_p99_ms", "ms", samples.medians("pg_notify_start_latency_p99_ms")),
     ]
 
 

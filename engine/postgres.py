@@ -13,7 +13,9 @@ from __future__ import annotations
 import logging
 import secrets
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from urllib.parse import quote
 
 import psycopg
 from sqlalchemy import create_engine
@@ -102,3 +104,18 @@ class PostgresBackend:
             except psycopg.Error as exc:
                 log.warning("LISTEN connection lost (%s); reconnecting", exc)
                 stop.wait(RECONNECT_S)
+
+
+@contextmanager
+def scratch_schema(server_url: str, prefix: str = "sk") -> Iterator[str]:
+    """A new, empty schema on a server, dropped on exit; yields a URL whose connections see only
+    it (through `search_path`). For tests and benchmarks, which want a fresh database each."""
+    schema = f"{prefix}_{secrets.token_hex(6)}"
+    with psycopg.connect(server_url, autocommit=True) as connection:
+        connection.execute(f"CREATE SCHEMA {schema}")
+    separator = "&" if "?" in server_url else "?"
+    try:
+        yield f"{server_url}{separator}options={quote(f'-csearch_path={schema}')}"
+    finally:
+        with psycopg.connect(server_url, autocommit=True) as connection:
+            connection.execute(f"DROP SCHEMA {schema} CASCADE")

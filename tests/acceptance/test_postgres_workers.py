@@ -25,6 +25,7 @@ from pathlib import Path
 import pytest
 
 from engine import Engine, SqlStore
+from tests.support.overlap import most_at_once
 from tests.support.postgres import database_url
 from tests.support.recorder import Recorder
 
@@ -53,15 +54,6 @@ def start_worker(db_url: str, recorder: Recorder, log: Path) -> subprocess.Popen
     }
     with log.open("ab") as sink:
         return subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT, env=env)
-
-
-def most_in_progress(spans: list[tuple[float, float]]) -> int:
-    edges = sorted([(start, 1) for start, _ in spans] + [(end, -1) for _, end in spans])
-    running = most = 0
-    for _, change in edges:  # a departure sorts before an arrival at the same instant
-        running += change
-        most = max(most, running)
-    return most
 
 
 async def wait_all_completed(engine: Engine, timeout: float) -> dict[str, int]:
@@ -145,17 +137,12 @@ async def run_the_workload(db_url: str, tmp_path: Path, recorder: Recorder) -> N
     by_group: dict[str, list[tuple[float, float]]] = defaultdict(list)
     for _, payload, start, end in recorder.spans:
         by_group[payload["group"]].append((start, end))
-    most = {group: most_in_progress(spans) for group, spans in by_group.items()}
+    most = {group: most_at_once(spans) for group, spans in by_group.items()}
     assert max(most.values()) <= LIMIT, most
-    overall = most_in_progress([span for spans in by_group.values() for span in spans])
+    overall = most_at_once([span for spans in by_group.values() for span in spans])
     assert overall > LIMIT, overall
     print(
         f"runs={RUNS} calls={len(recorder.spans)} ran_twice={ran_twice} most_per_group={most} "
         f"most_overall={overall} kill_after_calls={RUNS * STEPS // 3}"
     )
     await offline.close()
-
-
-def test_most_in_progress_counts_overlaps() -> None:
-    assert most_in_progress([(0, 2), (1, 3), (2, 4)]) == 2  # the first ends as the third starts
-    assert most_in_progress([(0, 5), (1, 2), (1.5, 3)]) == 3

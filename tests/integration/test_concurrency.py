@@ -9,6 +9,7 @@ import pytest
 
 from engine import Engine, InvalidInput
 from tests.conftest import finished
+from tests.support.overlap import most_at_once
 
 WORK = """
 def handler(ctx, step):
@@ -16,15 +17,6 @@ def handler(ctx, step):
     b = step.run("second", lambda: a + len(ctx.event["data"]["service"]))
     return b
 """
-
-
-def most_at_once(intervals: list[tuple[float, float]]) -> int:
-    edges = sorted([(start, 1) for start, _ in intervals] + [(end, -1) for _, end in intervals])
-    running = peak = 0
-    for _, change in edges:  # an end sorts before a start at the same instant
-        running += change
-        peak = max(peak, running)
-    return peak
 
 
 async def run_all(engine: Engine, count: int, keys: int) -> dict[str, list[tuple[float, float]]]:

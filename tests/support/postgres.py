@@ -7,14 +7,14 @@ skip with the reason; under CI (`CI=true`) they fail instead, so CI never passes
 from __future__ import annotations
 
 import os
-import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from urllib.parse import quote
 
 import psycopg
 import pytest
+
+from engine.postgres import scratch_schema
 
 SERVER_URL = os.environ.get("STEPKEEPER_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
@@ -40,15 +40,8 @@ def require_postgres() -> None:
 def fresh_database_url() -> Iterator[str]:
     """A URL whose connections see only a new, empty schema (through `search_path`)."""
     require_postgres()
-    schema = f"sk_{secrets.token_hex(6)}"
-    with psycopg.connect(SERVER_URL, autocommit=True) as connection:
-        connection.execute(f"CREATE SCHEMA {schema}")
-    separator = "&" if "?" in SERVER_URL else "?"
-    try:
-        yield f"{SERVER_URL}{separator}options={quote(f'-csearch_path={schema}')}"
-    finally:
-        with psycopg.connect(SERVER_URL, autocommit=True) as connection:
-            connection.execute(f"DROP SCHEMA {schema} CASCADE")
+    with scratch_schema(SERVER_URL) as url:
+        yield url
 
 
 BACKENDS = ("sqlite", "postgresql")

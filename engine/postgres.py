@@ -22,6 +22,8 @@ from sqlalchemy import create_engine
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import DBAPIError
 
+from engine.sql_backend import EVENTS, LOOPS, WORK
+
 log = logging.getLogger(__name__)
 
 CHANNEL = "stepkeeper"
@@ -95,7 +97,7 @@ class PostgresBackend:
             try:
                 with psycopg.connect(self._conninfo(), autocommit=True, connect_timeout=10) as conn:
                     conn.execute(f"LISTEN {CHANNEL}")
-                    listener({"work", "loops"})  # anything sent while we were not listening
+                    listener({WORK, EVENTS, LOOPS})  # anything sent while we were not listening
                     while not stop.is_set():
                         for note in conn.notifies(timeout=LISTEN_TIMEOUT_S):
                             sender, _, kinds = note.payload.partition(":")

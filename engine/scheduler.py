@@ -103,7 +103,7 @@ class Scheduler:
 
     def heard(self, kinds: set[str]) -> None:
         """Another process announced a change (PostgreSQL NOTIFY): look at once, not at the poll."""
-        if "work" in kinds:
+        if "events" in kinds:
             self._events_pending = True
         if "loops" in kinds:
             self._loops_pending = True

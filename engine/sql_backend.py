@@ -15,9 +15,10 @@ from sqlalchemy.engine import Connection, Engine
 
 from engine.errors import InvalidInput
 
-# What a write announces to other processes: "work" (runs or events became due somewhere),
-# "loops" (a loop was added, changed or deleted).
-WORK, LOOPS = "work", "loops"
+# What a write announces to other processes: "work" (runs became due or a slot came free),
+# "events" (events stored for the scheduler to route), "loops" (a loop was added, changed or
+# deleted).
+WORK, EVENTS, LOOPS = "work", "events", "loops"
 Listener = Callable[[set[str]], None]
 
 

@@ -46,7 +46,7 @@ from engine.schema import (
     steps,
     versions,
 )
-from engine.sql_backend import WORK, Listener, backend_for
+from engine.sql_backend import EVENTS, WORK, Listener, backend_for
 from engine.sql_cancel import cancel_runs
 from engine.sql_flow import SqlFlow
 from engine.sql_loops import SqlLoops
@@ -134,7 +134,7 @@ class SqlStore(SqlLoops, SqlStats, SqlFlow):
         return self._writer
 
     def watch(self, listener: Listener) -> Callable[[], None]:
-        """Call `listener` with what other processes announce they changed ("work", "loops"),
+        """Call `listener` with what other processes announce they changed (`engine.sql_backend`),
         from a thread of its own, until the returned function is called (or the store closes);
         a backend without notifications never calls it."""
         stop = self._backend.listen(listener)
@@ -247,7 +247,7 @@ class SqlStore(SqlLoops, SqlStats, SqlFlow):
                 if is_new:
                     writes.apply_route(connection, route, now)
             if any(inserted):
-                announce(connection, WORK)
+                announce(connection, WORK if routes else EVENTS)
             return inserted
 
         return self._write().call(write, serial=True)  # gates and slots decide from stored runs
@@ -458,7 +458,9 @@ class SqlStore(SqlLoops, SqlStats, SqlFlow):
             for item in commit.new_events:
                 writes.insert_event(connection, item)
             writes.insert_runs(connection, commit.new_runs)
-            if commit.new_events or commit.new_runs:
+            if commit.new_events:
+                announce(connection, EVENTS)  # routed by this engine next, or by any at its poll
+            if commit.new_runs:
                 announce(connection, WORK)
             if commit.suspend is not None:
                 status, wake_at = commit.suspend

@@ -35,8 +35,9 @@ class Store(Protocol):
     def migrate(self) -> None: ...
     def close(self) -> None: ...
     def watch(self, listener: Callable[[set[str]], None]) -> Callable[[], None]:
-        """Hear what other processes sharing the database changed ("work": runs or events to
-        look at; "loops"), where the backend can tell; returns a function that stops it."""
+        """Hear what other processes sharing the database changed ("work": runs to claim,
+        "events": events to route, "loops"), where the backend can tell; returns a function
+        that stops it."""
 
     # skills
     def add_skill_version(self, version: SkillVersion, *, new_skill: bool) -> SkillVersion:

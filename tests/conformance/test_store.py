@@ -4,13 +4,24 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 
 import pytest
 
 from engine.errors import InvalidInput, SkillExists, SkillNotFound
 from engine.ids import new_id
-from engine.records import Event, EventRoute, LogLine, Run, SkillVersion, Step, StepCommit, StepResolution
+from engine.records import (
+    Event,
+    EventRoute,
+    LogLine,
+    Run,
+    RunGate,
+    SkillVersion,
+    Step,
+    StepCommit,
+    StepResolution,
+)
 from engine.store import Store
 
 NOW = 1_800_000_000.0
@@ -105,6 +116,29 @@ def test_an_event_is_applied_exactly_once(store_factory: Callable[[], Store]) ->
     assert sorted(results) == [False, True]
     assert len(first.runs_for_event("e1")) == 1
     assert first.pending_events(10) == []
+
+
+def test_a_rate_limit_holds_across_processes_routing_at_once(store_factory: Callable[[], Store]) -> None:
+    """Four processes route 20 events each, at once, for a skill limited to 5 runs per key and
+    hour: 5 runs are stored to start and 75 as skipped (the gate reads what others stored)."""
+    stores = [store_factory() for _ in range(4)]
+    barrier = threading.Barrier(len(stores))
+
+    def route(index: int, store: Store) -> None:
+        barrier.wait()
+        for n in range(20):
+            event = Event(f"e{index}-{n}", "ping", {}, NOW, NOW)
+            new = run(event_id=event.id)
+            gate = RunGate(new.id, "rate_limit", "s:k", window=3600, limit=5)
+            store.append_events([event], [EventRoute(event.id, [new], [], gates=[gate])], NOW)
+
+    threads = [threading.Thread(target=route, args=pair) for pair in enumerate(stores)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    statuses = Counter(r.status for r in stores[0].list_runs(function="s", limit=100).runs)
+    assert statuses == {"queued": 5, "skipped": 75}
 
 
 def test_waits_are_found_by_event_name_and_resolved_once(store: Store) -> None:

@@ -282,10 +282,26 @@ class ActivationHost:
             return {"error": {"type": type(exc).__name__, "message": f"{type(exc).__name__}: {exc}"}}
 
     def _ai(self, message: p.Message) -> p.Message:
-        return refuse(
-            "step.ai has no LLM provider in this build: set STEPKEEPER_LLM_PROVIDER, "
-            "STEPKEEPER_LLM_BASE_URL, STEPKEEPER_LLM_API_KEY and STEPKEEPER_LLM_MODEL"
+        """An LLM call made here, in the engine; its answer is stored like any step result."""
+        key, request = message["key"], message.get("request")
+        self.started[key] = self.rt.clock.now()
+        outcome = self.rt.ai.perform(request, self.failed_attempts.get(key, 0) + 1)
+        if outcome.error is not None:
+            failed = {**message, "input": request, "retry_after": outcome.retry_after}
+            return self._step_failed(failed, outcome.error, retriable=outcome.retriable)
+        step = self._new_step(
+            message,
+            "completed",
+            input=request,
+            output=outcome.output,
+            meta=outcome.meta,
+            input_tokens=outcome.input_tokens,
+            output_tokens=outcome.output_tokens,
         )
+        return self._commit(StepCommit(run_id=self.run.id, step=step)) or {
+            "action": "continue",
+            "output": step.output,
+        }
 
     def _log(self, message: p.Message) -> None:
         if self.logs_written >= limits.MAX_LOGS_PER_RUN:

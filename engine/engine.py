@@ -12,6 +12,7 @@ from functools import partial
 from typing import Any, TypeVar
 
 from engine import flow, limits, loops
+from engine.ai_effect import AiEffect
 from engine.clock import Clock, SystemClock
 from engine.durations import parse_instant
 from engine.errors import (
@@ -26,6 +27,7 @@ from engine.executor import Executor
 from engine.http_effect import HttpEffect
 from engine.ids import new_id
 from engine.jsonutil import encode_limited
+from engine.llm_config import LlmSettings
 from engine.loop_api import LoopsAndStats
 from engine.records import (
     FINAL_STATUSES,
@@ -100,6 +102,7 @@ class Engine(LoopsAndStats):
         http_allow: list[str] | None = None,
         secrets: dict[str, str] | None = None,
         workers: int = 2,
+        llm: LlmSettings | None = None,
     ) -> None:
         self.store = store
         self.runner = runner or ProcessRunner(warm=workers)  # `workers`: pre-forked, kept ready
@@ -109,8 +112,9 @@ class Engine(LoopsAndStats):
             clock=self.clock,
             owner=owner_id(new_id("eng")[-8:]),
             http=HttpEffect(http_allow),
+            ai=AiEffect(llm),
             secrets=dict(secrets or {}),
-            redact=Redactor(dict(secrets or {})),
+            redact=Redactor({**(llm.secrets() if llm else {}), **(secrets or {})}),
         )
         self.executor = Executor(self.rt, self.runner)
         self._concurrency = concurrency
@@ -172,6 +176,7 @@ class Engine(LoopsAndStats):
     async def close(self) -> None:
         await self.stop()
         self.rt.http.close()
+        self.rt.ai.close()
         self.runner.close()
         self._io_pool.shutdown(wait=True)
         self.store.close()

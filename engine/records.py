@@ -95,6 +95,9 @@ class Step:
     child_run_id: str | None = None
     started_at: float | None = None
     ended_at: float | None = None
+    meta: dict[str, Any] | None = None  # an LLM step: provider, model, latency
+    input_tokens: int | None = None
+    output_tokens: int | None = None
 
 
 @dataclass(frozen=True)
@@ -216,3 +219,5 @@ class RunFacts:
     attempt: int
     error: dict[str, Any] | None
     failed_step_attempts: int
+    input_tokens: int = 0  # summed over the run's LLM steps
+    output_tokens: int = 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from engine.ai_effect import AiEffect
 from engine.clock import Clock
 from engine.http_effect import HttpEffect
 from engine.redact import Redactor
@@ -17,6 +18,7 @@ class Runtime:
     clock: Clock
     owner: str  # this engine's lease-holder id: host:pid:nonce
     http: HttpEffect
+    ai: AiEffect = field(default_factory=lambda: AiEffect(None))
     secrets: dict[str, str] = field(default_factory=dict)
     redact: Redactor = field(default_factory=lambda: Redactor({}))
     wake: Callable[[], None] = lambda: None  # thread-safe: new work is queued

@@ -112,6 +112,9 @@ class StepRow(SQLModel, table=True):
     created_at: float
     started_at: float | None = None
     ended_at: float | None = None
+    meta: str | None = Field(default=None, sa_column=_text())  # JSON: what an LLM step used
+    input_tokens: int | None = None
+    output_tokens: int | None = None
 
 
 class StepAttemptRow(SQLModel, table=True):

@@ -9,7 +9,11 @@ from sqlalchemy import func, select
 
 from engine.jsonutil import loads
 from engine.records import RunFacts
-from engine.schema import attempts, runs
+from engine.schema import attempts, runs, steps
+
+
+def _token_sum(column: Any) -> Any:
+    return select(func.sum(column)).where(steps.c.run_id == runs.c.id).scalar_subquery()
 
 
 class SqlStats:
@@ -29,6 +33,8 @@ class SqlStats:
             runs.c.attempt,
             runs.c.error,
             failed.label("failed_step_attempts"),
+            _token_sum(steps.c.input_tokens).label("input_tokens"),
+            _token_sum(steps.c.output_tokens).label("output_tokens"),
         )
         if function is not None:
             statement = statement.where(runs.c.function == function)
@@ -44,6 +50,8 @@ class SqlStats:
                 attempt=row["attempt"],
                 error=loads(row["error"]) if row["error"] else None,
                 failed_step_attempts=row["failed_step_attempts"],
+                input_tokens=int(row["input_tokens"] or 0),
+                output_tokens=int(row["output_tokens"] or 0),
             )
             for row in self._read(statement)
         ]

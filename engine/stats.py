@@ -45,6 +45,10 @@ def _one_skill(runs: list[RunFacts]) -> dict[str, Any]:
         "duration_p95_ms": _percentile_ms(durations, 95),
         "retries": sum(run.failed_step_attempts + run.attempt for run in runs),
         "top_errors": [{"error": text, "count": count} for text, count in errors.most_common(TOP_ERRORS)],
+        "tokens": {
+            "input": sum(run.input_tokens for run in runs),
+            "output": sum(run.output_tokens for run in runs),
+        },
     }
 
 

@@ -91,7 +91,7 @@ def run_from_row(row: Mapping[str, Any]) -> Run:
     return Run(**values)
 
 
-_STEP_JSON = ("input", "output", "error")
+_STEP_JSON = ("input", "output", "error", "meta")
 
 
 def step_to_row(step: Step) -> dict[str, Any]:

@@ -54,7 +54,7 @@ def step_span(step: Step, failed: list[Attempt]) -> dict[str, Any]:
             "error": step.error,
         }
     )
-    return {
+    span = {
         "key": step.key,
         "step_id": step.step_id,
         "op": step.op,
@@ -69,6 +69,9 @@ def step_span(step: Step, failed: list[Attempt]) -> dict[str, Any]:
         "ended_at": iso(step.ended_at),
         "wake_at": iso(step.wake_at),
     }
+    if step.meta is not None:  # an LLM step: which provider and model answered, how fast, tokens
+        span["llm"] = {**step.meta, "input_tokens": step.input_tokens, "output_tokens": step.output_tokens}
+    return span
 
 
 def build_trace(

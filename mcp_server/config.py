@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from engine import Engine, SqlStore
+from engine.llm_config import LlmSettings, llm_settings_from
 from engine.scheduler import LEASE_SECONDS
 
 SECRET_PREFIX = "STEPKEEPER_SECRET_"
@@ -21,6 +22,7 @@ class Settings:
     workers: int = max(2, os.cpu_count() or 2)
     token: str | None = None
     lease_seconds: float = LEASE_SECONDS
+    llm: LlmSettings | None = None
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -36,6 +38,7 @@ class Settings:
         settings.token = env.get("STEPKEEPER_TOKEN") or None
         if env.get("STEPKEEPER_WORKERS"):
             settings.workers = int(env["STEPKEEPER_WORKERS"])
+        settings.llm = llm_settings_from(env)
         if env.get("STEPKEEPER_LEASE_SECONDS"):
             settings.lease_seconds = _lease(env["STEPKEEPER_LEASE_SECONDS"])
         return settings
@@ -57,6 +60,7 @@ class Settings:
             http_allow=self.http_allow,
             secrets=self.secrets,
             lease_seconds=self.lease_seconds,
+            llm=self.llm,
         )
 
 

@@ -157,6 +157,11 @@ class ErrorCount(BaseModel):
     count: int
 
 
+class TokenUsage(BaseModel):
+    input: int
+    output: int
+
+
 class SkillStats(BaseModel):
     runs: int
     by_status: dict[str, int]
@@ -167,6 +172,7 @@ class SkillStats(BaseModel):
     duration_p95_ms: float | None
     retries: int = Field(description="failed step attempts plus handler retries")
     top_errors: list[ErrorCount]
+    tokens: TokenUsage = Field(description="LLM tokens of the runs' step.ai answers")
 
 
 class Stats(BaseModel):

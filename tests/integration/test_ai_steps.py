@@ -37,8 +37,8 @@ def openai(model: ModelServer, name: str = "gpt-test") -> LlmProvider:
     return LlmProvider("openai", f"{model.base}/v1", name, KEY)
 
 
-async def started(make_engine: EngineFactory, settings: LlmSettings | None) -> Engine:
-    engine = make_engine(llm=settings)
+async def started(make_engine: EngineFactory, settings: LlmSettings | None, **options: object) -> Engine:
+    engine = make_engine(llm=settings, **options)
     await engine.start()
     return engine
 
@@ -229,3 +229,28 @@ def _seconds_between(earlier: str, later: str) -> float:
     from datetime import datetime
 
     return (datetime.fromisoformat(later) - datetime.fromisoformat(earlier)).total_seconds()
+
+
+async def test_a_slow_provider_times_out_and_is_retried(
+    make_engine: EngineFactory, model: ModelServer
+) -> None:
+    engine = await started(make_engine, LlmSettings(openai(model), timeout_s=0.3))
+    model.script = [Reply("too late", delay=1.0), Reply("in time")]
+    run, trace = await run_skill(
+        engine, "def handler(ctx, step):\n    return step.ai('a', prompt='hi')\n", FAST_RETRIES
+    )
+    assert run.output == "in time"
+    error = trace["spans"][0]["attempts"][0]["error"]
+    assert error["type"] == "LlmTimeout" and "did not answer within 0.3 s" in error["message"]
+
+
+async def test_secrets_in_prompts_and_answers_are_redacted_in_the_trace(
+    make_engine: EngineFactory, model: ModelServer
+) -> None:
+    secret = "canary-secret-7731"
+    engine = await started(make_engine, LlmSettings(anthropic(model)), secrets={"TOKEN": secret})
+    model.script = [Reply(f"echo {secret}")]
+    code = "def handler(ctx, step):\n    return step.ai('a', prompt='token is ' + secrets['TOKEN'])\n"
+    run, trace = await run_skill(engine, code)
+    assert model.calls()[0].body["messages"][0]["content"] == f"token is {secret}"  # the skill sent it
+    assert secret not in str(trace) and secret not in str(run.output)

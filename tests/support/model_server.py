@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -20,6 +21,7 @@ class Reply:
     status: int = 200
     headers: dict[str, str] = field(default_factory=dict)
     message: str = "scripted error"
+    delay: float = 0.0  # seconds before answering
 
 
 @dataclass
@@ -45,6 +47,7 @@ class ModelServer:
                         Request(self.path, body, {k.lower(): v for k, v in self.headers.items()})
                     )
                     reply = model.script.pop(0) if model.script else Reply()
+                time.sleep(reply.delay)
                 if self.path == "/v1/messages":
                     payload = anthropic_payload(body, reply)
                 elif self.path == "/v1/chat/completions":

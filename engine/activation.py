@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 
-from engine import limits
+from engine import limits, run_history
 from engine.durations import iso, parse_duration, parse_instant
 from engine.errors import InvalidInput, StepkeeperError, StoreUnavailable
 from engine.expressions import compile_expression
@@ -76,7 +76,8 @@ class ActivationHost:
             p.OP_NOW: self._now,
             p.OP_UUID: self._uuid,
             p.OP_HTTP: self._http,
-            "ai": self._ai,
+            p.OP_RUNS: self._runs,
+            p.OP_AI: self._ai,
         }
 
     # Host protocol -------------------------------------------------------------------------
@@ -280,6 +281,12 @@ class ActivationHost:
             return {"error": {"type": "NonRetriableError", "message": str(exc)}}
         except httpx.HTTPError as exc:
             return {"error": {"type": type(exc).__name__, "message": f"{type(exc).__name__}: {exc}"}}
+
+    def _runs(self, message: p.Message) -> p.Message:
+        try:
+            return {"result": run_history.answer(self.rt.store, message, self.rt.clock.now())}
+        except InvalidInput as exc:
+            return {"error": {"type": "NonRetriableError", "message": str(exc)}}
 
     def _ai(self, message: p.Message) -> p.Message:
         """An LLM call made here, in the engine; its answer is stored like any step result."""

@@ -7,9 +7,9 @@ from typing import Any
 
 from engine import loops, stats
 from engine.clock import Clock
-from engine.durations import parse_duration, parse_instant
-from engine.errors import InvalidInput, LoopNotFound
+from engine.errors import LoopNotFound
 from engine.records import Loop
+from engine.run_history import since_time
 from engine.runtime import Runtime
 from engine.scheduler import Scheduler
 from engine.skills import check_skill_name
@@ -80,12 +80,7 @@ class LoopsAndStats:
         return stats.skill_stats(facts)
 
     def _since(self, since: str | float) -> float:
-        if isinstance(since, int | float) and not isinstance(since, bool):
-            return float(since)
-        try:
-            return self.clock.now() - parse_duration(since)
-        except InvalidInput:
-            return parse_instant(since)
+        return since_time(since, self.clock.now())
 
     def _loops_changed(self) -> None:
         if self.scheduler is not None:

@@ -16,7 +16,7 @@ from sandbox.guards import restricted_globals
 from sandbox.helpers import helper_globals
 from sandbox.limits import MAX_RESULT_BYTES
 from sandbox.protocol import Host, Message, error_dict
-from sandbox.skill_api import Context, Http, Logger, Step
+from sandbox.skill_api import Context, Http, Logger, Runs, Step
 
 
 def execute(code: CodeType, activation: dict[str, Any], host: Host) -> Message:
@@ -24,6 +24,7 @@ def execute(code: CodeType, activation: dict[str, Any], host: Host) -> Message:
     namespace = restricted_globals()
     namespace.update(helper_globals())
     namespace["http"] = Http(host, step)
+    namespace["runs"] = Runs(host, step)
     namespace["secrets"] = dict(activation.get("secrets") or {})
     entry = "on_failure" if activation.get("kind") == "on_failure" else "handler"
     try:

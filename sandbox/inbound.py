@@ -21,11 +21,12 @@ CALL_OPS = frozenset(
         p.OP_NOW,
         p.OP_UUID,
         p.OP_HTTP,
-        "ai",
+        p.OP_RUNS,
+        p.OP_AI,
     }
 )
 ONE_WAY_OPS = frozenset({p.OP_STEP_START, p.OP_LOG})
-UNKEYED_OPS = frozenset({p.OP_HTTP, p.OP_LOG})
+UNKEYED_OPS = frozenset({p.OP_HTTP, p.OP_RUNS, p.OP_LOG})
 MAX_KEY_CHARS = 240
 MAX_ERROR_TYPE_CHARS = 200
 MAX_ERROR_MESSAGE_CHARS = 4000

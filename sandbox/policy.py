@@ -187,14 +187,16 @@ def _warnings(tree: ast.Module) -> list[str]:
         if not isinstance(function, ast.FunctionDef):
             continue
         for node in _outside_nested_functions(function):
-            if _is_call_on(node, "http"):
-                found.append(
-                    (
-                        node.lineno,
-                        f"line {node.lineno}: http call outside step.run in '{function.name}': it would "
-                        "run again on every replay and is refused; wrap it in step.run",
+            for capability in ("http", "runs"):
+                if _is_call_on(node, capability):
+                    found.append(
+                        (
+                            node.lineno,
+                            f"line {node.lineno}: {capability} call outside step.run in "
+                            f"'{function.name}': it would run again on every replay and is refused; "
+                            "wrap it in step.run",
+                        )
                     )
-                )
             if _is_call_on(node, "datetime", ("now", "utcnow", "today")):
                 found.append(
                     (

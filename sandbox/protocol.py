@@ -29,6 +29,8 @@ OP_NOW = "now"
 OP_UUID = "uuid"
 OP_LOG = "log"  # one-way
 OP_HTTP = "http"
+OP_RUNS = "runs"  # run history, read-only (runs.list, runs.stats)
+OP_AI = "ai"
 
 
 class Host(Protocol):

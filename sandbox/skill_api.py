@@ -123,7 +123,7 @@ class Step(Capability):
         return self._pending_op(step_id, p.OP_UUID, {})
 
     def ai(self, step_id: str, **request: Any) -> Any:
-        return self._pending_op(step_id, "ai", {"request": request})
+        return self._pending_op(step_id, p.OP_AI, {"request": request})
 
     def parallel(self, step_id: str, branches: list[Any]) -> list[Any]:
         """Run each `(sub_id, fn)` as its own checkpointed step `step_id/sub_id`; results in order."""
@@ -334,6 +334,35 @@ class Http(Capability):
 
     def delete(self, url: str, **options: Any) -> Response:
         return self.request("DELETE", url, **options)
+
+
+class Runs(Capability):
+    """Read-only run history (for review loops), answered by the engine, only inside a step
+    (so a replay sees the figures the first run saw)."""
+
+    exposed = frozenset({"list", "stats"})
+
+    def __init__(self, host: p.Host, step: Step) -> None:
+        self._host = host
+        self._step = step
+
+    def list(self, function: Any = None, status: Any = None, since: Any = None, limit: Any = 20) -> Any:
+        return self._ask(
+            {"query": "list", "function": function, "status": status, "since": since, "limit": limit}
+        )
+
+    def stats(self, function: Any = None, since: Any = None) -> Any:
+        return self._ask({"query": "stats", "function": function, "since": since})
+
+    def _ask(self, query: dict[str, Any]) -> Any:
+        if not self._step.in_step:
+            raise NonRetriableError("runs must be read inside step.run, so a replay sees the same figures")
+        reply = self._host.call({"op": p.OP_RUNS, **query})
+        if reply.get("action") == "abort":
+            raise Abort(reply.get("reason", "aborted"))
+        if "result" not in reply:
+            raise NonRetriableError((reply.get("error") or {}).get("message", "runs query refused"))
+        return reply["result"]
 
 
 def _http_error(error: dict[str, Any]) -> Exception:

@@ -348,6 +348,10 @@ class Engine(LoopsAndStats):
     async def list_events(self, name: str | None = None, limit: int = 50) -> list[Event]:
         return await self._io(self.store.list_events, name, _limit(limit))
 
+    async def run_ids_for_event(self, event_id: str) -> list[str]:
+        """The runs an event started, oldest first."""
+        return await self._io(self.store.runs_for_event, event_id)
+
     # runs ----------------------------------------------------------------------------------
 
     async def invoke(

@@ -1,4 +1,5 @@
-"""The HTTP surface: Streamable HTTP MCP at `/mcp` in a Starlette app, loopback unless a token is set.
+"""The HTTP surface: Streamable HTTP MCP at `/mcp` and the dashboard in one Starlette app, loopback
+unless a token is set.
 
 The SDK's transport security refuses foreign `Host` and `Origin` headers (DNS rebinding); a
 bearer token, when configured, is required on every request.
@@ -8,6 +9,8 @@ from __future__ import annotations
 
 import hmac
 import json
+from http.cookies import SimpleCookie
+from urllib.parse import parse_qs
 
 from mcp.server.transport_security import TransportSecuritySettings
 from starlette.applications import Starlette
@@ -15,35 +18,62 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from engine import InvalidInput
 from mcp_server.config import Settings
-from mcp_server.server import build_server
+from mcp_server.dashboard import Dashboard
+from mcp_server.server import EngineHolder, build_server
 
 LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
 class BearerToken:
-    """ASGI middleware: 401 for any HTTP request without `Authorization: Bearer <token>`."""
+    """ASGI middleware: 401 for any HTTP request without the token.
+
+    Programs send `Authorization: Bearer <token>`. A browser opens `/login?token=<token>` once
+    and gets it as a cookie (HttpOnly, SameSite=Strict), which the dashboard's pages then send.
+    """
+
+    COOKIE = "stepkeeper_token"
 
     def __init__(self, app: ASGIApp, token: str) -> None:
         self.app = app
-        self.expected = f"Bearer {token}".encode()
+        self.token = token.encode()
+        self.expected = b"Bearer " + self.token
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            given = dict(scope["headers"]).get(b"authorization", b"")
-            if not hmac.compare_digest(given, self.expected):
-                body = json.dumps(
-                    {"error": "unauthorized: send Authorization: Bearer <STEPKEEPER_TOKEN>"}
-                ).encode()
-                await send(
-                    {
-                        "type": "http.response.start",
-                        "status": 401,
-                        "headers": [(b"content-type", b"application/json"), (b"www-authenticate", b"Bearer")],
-                    }
-                )
-                await send({"type": "http.response.body", "body": body})
-                return
-        await self.app(scope, receive, send)
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if scope["path"] == "/login":
+            await self._login(scope, send)
+        elif self._authorized(dict(scope["headers"])):
+            await self.app(scope, receive, send)
+        else:
+            await _refuse(
+                send, "unauthorized: send Authorization: Bearer <STEPKEEPER_TOKEN>, or open /login?token=…"
+            )
+
+    def _authorized(self, headers: dict[bytes, bytes]) -> bool:
+        if hmac.compare_digest(headers.get(b"authorization", b""), self.expected):
+            return True
+        cookies = SimpleCookie(headers.get(b"cookie", b"").decode("latin-1"))
+        given = cookies.get(self.COOKIE)
+        return given is not None and hmac.compare_digest(given.value.encode(), self.token)
+
+    async def _login(self, scope: Scope, send: Send) -> None:
+        given = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("token", [""])[0]
+        if not hmac.compare_digest(given.encode(), self.token):
+            await _refuse(send, "unauthorized: wrong token")
+            return
+        cookie = f"{self.COOKIE}={given}; HttpOnly; SameSite=Strict; Path=/"
+        headers = [(b"location", b"/runs"), (b"set-cookie", cookie.encode())]
+        await send({"type": "http.response.start", "status": 303, "headers": headers})
+        await send({"type": "http.response.body", "body": b""})
+
+
+async def _refuse(send: Send, message: str) -> None:
+    body = json.dumps({"error": message}).encode()
+    headers = [(b"content-type", b"application/json"), (b"www-authenticate", b"Bearer")]
+    await send({"type": "http.response.start", "status": 401, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
 
 def check_binding(host: str, token: str | None) -> None:
@@ -59,9 +89,12 @@ def build_http_app(settings: Settings, host: str, port: int) -> Starlette:
         allowed_hosts=[f"{name}:{port}" for name in names] + [f"[::1]:{port}"],
         allowed_origins=[f"http://{name}:{port}" for name in names],
     )
-    app = build_server(settings).streamable_http_app(
+    holder = EngineHolder()
+    app = build_server(settings, holder).streamable_http_app(
         streamable_http_path="/mcp", transport_security=security, host=host
     )
+    origins = {f"http://{name}:{port}" for name in names} | {f"http://[::1]:{port}"}
+    app.router.routes.extend(Dashboard(holder, origins).routes())
     if settings.token:
         app.add_middleware(BearerToken, token=settings.token)
     return app

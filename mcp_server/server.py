@@ -38,8 +38,9 @@ class EngineHolder:
         return self.engine
 
 
-def build_server(settings: Settings) -> MCPServer:
-    holder = EngineHolder()
+def build_server(settings: Settings, holder: EngineHolder | None = None) -> MCPServer:
+    """The MCP server; `holder` receives the engine its lifespan starts (the dashboard uses it)."""
+    holder = holder or EngineHolder()
     updates = RunUpdates()
 
     @asynccontextmanager

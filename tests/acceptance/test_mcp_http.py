@@ -82,6 +82,20 @@ def test_requests_without_the_token_or_from_a_foreign_host_are_refused(http_serv
     assert foreign.status_code == 421
 
 
+def test_the_dashboard_needs_the_token_too_and_a_browser_logs_in_for_a_cookie(http_server: str) -> None:
+    assert httpx.get(f"{http_server}/runs").status_code == 401
+    assert httpx.get(f"{http_server}/login", params={"token": "nope"}).status_code == 401
+    login = httpx.get(f"{http_server}/login", params={"token": TOKEN})
+    assert login.status_code == 303 and login.headers["location"] == "/runs"
+    assert "HttpOnly" in login.headers["set-cookie"] and "SameSite=Strict" in login.headers["set-cookie"]
+    page = httpx.get(f"{http_server}/runs", cookies=login.cookies)
+    assert page.status_code == 200 and "<h1>Runs</h1>" in page.text
+    bearer = httpx.get(f"{http_server}/skills", headers={"Authorization": f"Bearer {TOKEN}"})
+    assert bearer.status_code == 200
+    forged = httpx.get(f"{http_server}/runs", cookies={"stepkeeper_token": "nope"})
+    assert forged.status_code == 401
+
+
 def test_binding_beyond_loopback_needs_a_token(tmp_path: Path) -> None:
     command = serve_command(tmp_path, "--host", "0.0.0.0")
     result = subprocess.run(command, capture_output=True, text=True, timeout=30, env={"PATH": ""})

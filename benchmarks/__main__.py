@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     repeat = args.repeat or (1 if args.quick else 3)
     started = time.perf_counter()
     samples = asyncio.run(suite.measure([Stepkeeper()], sizes, repeat))
-    figures = suite.figures(samples)
+    figures = suite.figures(samples) + asyncio.run(suite.measure_history(repeat))
     if args.postgres:
         reason = scaleout.unavailable(args.postgres)
         if reason:

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from benchmarks import baseline, sandbox, scaleout
+from benchmarks import baseline, history, sandbox, scaleout
 from benchmarks.report import Figure
 
 
@@ -111,6 +111,18 @@ def figures(samples: Samples) -> list[Figure]:
         Figure("sandbox_invocation_p99_ms", "ms", samples.medians("sandbox_invocation_p99_ms")),
         Figure("sandbox_step_round_trip_ms", "ms", samples.medians("sandbox_step_round_trip_ms")),
     ]
+
+
+HISTORY_RUNS = 100_000
+
+
+async def measure_history(repeat: int) -> list[Figure]:
+    """List latency over 100,000 stored runs (medians of `repeat` fresh databases)."""
+    samples = Samples()
+    for _ in range(repeat):
+        for name, value in (await history.measure(HISTORY_RUNS)).items():
+            samples.add(name, "stepkeeper", value)
+    return [Figure(name, "ms", samples.medians(name)) for name in samples.values]
 
 
 async def measure_scaleout(server_url: str, sizes: Sizes, repeat: int) -> list[Figure]:

@@ -8,8 +8,12 @@ from engine.durations import iso
 from engine.records import Attempt, LogLine, Run, Step
 
 
+def _ms(start: float | None, end: float | None) -> float | None:
+    # A step body's start is measured in the worker and can precede its record by a hair.
+    return None if start is None or end is None else round(max(0.0, end - start) * 1000, 3)
+
+
 def run_view(run: Run) -> dict[str, Any]:
-    duration = None if run.ended_at is None or run.started_at is None else run.ended_at - run.started_at
     return {
         "run_id": run.id,
         "function": run.function,
@@ -29,7 +33,8 @@ def run_view(run: Run) -> dict[str, Any]:
         "started_at": iso(run.started_at),
         "ended_at": iso(run.ended_at),
         "wake_at": iso(run.wake_at),
-        "duration_ms": None if duration is None else round(duration * 1000, 3),
+        "duration_ms": _ms(run.started_at, run.ended_at),
+        "queue_ms": _ms(run.created_at, run.started_at),  # waiting to start, apart from running
     }
 
 
@@ -68,6 +73,8 @@ def step_span(step: Step, failed: list[Attempt]) -> dict[str, Any]:
         "started_at": iso(step.started_at),
         "ended_at": iso(step.ended_at),
         "wake_at": iso(step.wake_at),
+        "queue_ms": _ms(step.created_at, step.started_at),
+        "run_ms": _ms(step.started_at, step.ended_at),
     }
     if step.meta is not None:  # an LLM step: which provider and model answered, how fast, tokens
         span["llm"] = {**step.meta, "input_tokens": step.input_tokens, "output_tokens": step.output_tokens}

@@ -9,18 +9,23 @@ import logging
 import os
 import signal
 import sys
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import uvicorn
 
-from engine import Engine, StepkeeperError
-from engine.durations import iso
+from engine import Engine, InvalidInput, StepkeeperError
+from engine.otel import otel_trace
+from engine.run_history import since_time
+from mcp_server.cli_views import ms, run_tree, table, when
 from mcp_server.config import Settings
 from mcp_server.demo import run_demo
 from mcp_server.http_app import build_http_app
+from mcp_server.loop_tools import loop_view
 from mcp_server.server import build_server
+from mcp_server.views import RunSummary, SkillSummary
 
 log = logging.getLogger("stepkeeper")
 
@@ -47,14 +52,23 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--token", help="bearer token required on HTTP requests (STEPKEEPER_TOKEN)")
     commands.add_parser("demo", help="register three demo skills, run them and print the traces")
     commands.add_parser("worker", help="run the engine (no MCP surface) until interrupted")
-    commands.add_parser("skills", help="list registered skills")
-    commands.add_parser("loops", help="list loops and their next fire times")
-    runs = commands.add_parser("runs", help="list recent runs, newest first")
-    runs.add_argument("--function")
-    runs.add_argument("--status")
+    skills = commands.add_parser("skills", help="list registered skills with their 7-day figures")
+    loops = commands.add_parser("loops", help="list loops and their next fire times")
+    runs = commands.add_parser(
+        "runs", help="list recent runs, newest first; `runs show RUN_ID` for one run's steps as a tree"
+    )
+    runs.add_argument("show", nargs="*", metavar="show RUN_ID", help="show one run")
+    runs.add_argument("--skill", "--function", dest="function", help="only this skill's runs")
+    runs.add_argument("--status", help="only runs with this status")
+    runs.add_argument("--since", help="only runs created since: 1h, 7d or ISO-8601")
     runs.add_argument("--limit", type=int, default=20)
     trace = commands.add_parser("trace", help="print a run's trace as JSON")
     trace.add_argument("run_id")
+    trace.add_argument(
+        "--otel", action="store_true", help="as OpenTelemetry-shaped JSON (OTLP resourceSpans)"
+    )
+    for view in (skills, loops, runs):
+        view.add_argument("--json", action="store_true", help="JSON for scripts instead of a table")
     return parser
 
 
@@ -151,32 +165,101 @@ def read_only(view: Command) -> Command:
 
 
 @read_only
-async def _skills(engine: Engine, _args: argparse.Namespace) -> int:
-    for skill in await engine.list_skills():
-        print(f"{skill.name:<32} v{skill.latest_version:<4} {iso(skill.updated_at)}  {skill.description}")
+async def _skills(engine: Engine, args: argparse.Namespace) -> int:
+    skills = await engine.list_skills()
+    figures = await engine.get_stats(since="7d")
+    if args.json:
+        rows = [{**SkillSummary.of(s).model_dump(), "stats": figures.get(s.name)} for s in skills]
+        return _print_json(rows)
+    print(
+        table(
+            ["skill", "version", "runs 7d", "success", "p50", "updated", "description"],
+            [_skill_row(skill, figures.get(skill.name) or {}) for skill in skills],
+        )
+    )
     return 0
+
+
+def _skill_row(skill: Any, figures: dict[str, Any]) -> list[Any]:
+    rate = figures.get("success_rate")
+    return [
+        skill.name,
+        f"v{skill.latest_version}",
+        figures.get("runs", 0),
+        None if rate is None else f"{rate * 100:.0f}%",
+        ms(figures.get("duration_p50_ms")),
+        when(skill.updated_at),
+        skill.description[:60],
+    ]
 
 
 @read_only
 async def _runs(engine: Engine, args: argparse.Namespace) -> int:
-    page = await engine.list_runs(function=args.function, status=args.status, limit=args.limit)
-    for run in page.runs:
-        print(f"{run.id}  {run.function:<24} v{run.version:<3} {run.status:<10} {iso(run.created_at)}")
+    if args.show:
+        if len(args.show) != 2 or args.show[0] != "show":
+            raise InvalidInput("use `stepkeeper runs show RUN_ID` for one run, or `stepkeeper runs` to list")
+        trace: dict[str, Any] = await engine.get_run_trace(args.show[1])
+        return _print_json(trace) if args.json else _print(run_tree(trace))
+    since = None if args.since is None else since_time(args.since, time.time())
+    page = await engine.list_runs(function=args.function, status=args.status, since=since, limit=args.limit)
+    if args.json:
+        return _print_json([RunSummary.of(run).model_dump() for run in page.runs])
+    rows = [
+        [
+            run.id,
+            f"{run.function} v{run.version}",
+            run.status,
+            run.trigger,
+            when(run.created_at),
+            _took(run),
+            (run.error or {}).get("message") or run.cancel_reason,
+        ]
+        for run in page.runs
+    ]
+    print(table(["run", "skill", "status", "trigger", "created", "took", "error or reason"], rows))
     return 0
 
 
+def _took(run: Any) -> str:
+    if run.started_at is None or run.ended_at is None:
+        return "-"
+    return ms((run.ended_at - run.started_at) * 1000)
+
+
 @read_only
-async def _loops(engine: Engine, _args: argparse.Namespace) -> int:
-    for loop in await engine.list_loops():
-        upcoming = ", ".join(iso(t) or "" for t in Engine.upcoming_ticks(loop)) or "paused"
-        print(f"{loop.id}  {loop.skill:<24} {loop.cron:<16} {loop.timezone:<16} next: {upcoming}")
+async def _loops(engine: Engine, args: argparse.Namespace) -> int:
+    loops = await engine.list_loops()
+    if args.json:
+        return _print_json([loop_view(loop).model_dump() for loop in loops])
+    rows = [
+        [
+            loop.id,
+            loop.name,
+            loop.skill,
+            loop.cron,
+            loop.timezone,
+            "paused" if loop.paused else ", ".join(when(t) for t in Engine.upcoming_ticks(loop)),
+            when(loop.last_fired_at),
+        ]
+        for loop in loops
+    ]
+    print(table(["loop", "name", "skill", "cron", "time zone", "next", "last fired"], rows))
     return 0
 
 
 @read_only
 async def _trace(engine: Engine, args: argparse.Namespace) -> int:
     trace: dict[str, Any] = await engine.get_run_trace(args.run_id)
-    print(json.dumps(trace, indent=2))
+    return _print_json(otel_trace(trace) if args.otel else trace)
+
+
+def _print(text: str) -> int:
+    print(text)
+    return 0
+
+
+def _print_json(value: Any) -> int:
+    print(json.dumps(value, indent=2, default=str))
     return 0
 
 

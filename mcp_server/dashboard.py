@@ -25,11 +25,12 @@ from pygments import highlight
 from pygments.formatters import HtmlFormatter
 from pygments.lexers import DiffLexer, PythonLexer
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from engine import Engine, StepkeeperError
 from engine.errors import RunNotFound, SkillNotFound
+from engine.otel import otel_trace
 from engine.records import FINAL_STATUSES, RUN_STATUSES, Run
 from engine.run_history import since_time
 from mcp_server.server import EngineHolder
@@ -96,6 +97,7 @@ class Dashboard:
             Route("/runs", self.runs),
             Route("/runs/{run_id}", self.run),
             Route("/runs/{run_id}/body", self.run_body),
+            Route("/runs/{run_id}/otel.json", self.run_otel),
             Route("/runs/{run_id}/cancel", self.cancel, methods=["POST"]),
             Route("/runs/{run_id}/rerun", self.rerun, methods=["POST"]),
             Route("/skills", self.skills),
@@ -163,6 +165,13 @@ class Dashboard:
         except RunNotFound as exc:
             return self.problem(404, str(exc))
         return self.render("run_body.html", **values)
+
+    async def run_otel(self, request: Request) -> Response:
+        try:
+            trace = await self.engine.get_run_trace(request.path_params["run_id"])
+        except RunNotFound as exc:
+            return JSONResponse({"error": str(exc)}, status_code=404)
+        return JSONResponse(otel_trace(trace))
 
     async def _run_values(self, run_id: str) -> dict[str, Any]:
         run = await self.engine.get_run(run_id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -28,15 +29,37 @@ def test_demo_runs_the_three_skills_and_the_views_show_them(tmp_path: Path) -> N
 
     runs = stepkeeper(tmp_path, "runs", "--status", "completed")
     assert runs.returncode == 0
-    assert len(runs.stdout.splitlines()) == 3
+    assert len(runs.stdout.splitlines()) == 2 + 3  # header, rule, three runs
     skills = stepkeeper(tmp_path, "skills")
-    assert [line.split()[0] for line in skills.stdout.splitlines()] == [
+    assert [line.split()[0] for line in skills.stdout.splitlines()[2:]] == [
         "incident-triage",
         "infra-health-check",
         "notify-oncall",
     ]
     again = stepkeeper(tmp_path, "demo")  # a second demo updates the skills to version 2
     assert again.returncode == 0 and "infra-health-check v2 [completed]" in again.stdout
+
+
+def test_runs_show_draws_a_tree_and_every_view_has_json(tmp_path: Path) -> None:
+    assert stepkeeper(tmp_path, "demo").returncode == 0
+    listed = json.loads(stepkeeper(tmp_path, "runs", "--json", "--skill", "infra-health-check").stdout)
+    [health] = listed
+    assert health["status"] == "completed" and health["function"] == "infra-health-check"
+    tree = stepkeeper(tmp_path, "runs", "show", health["run_id"]).stdout.splitlines()
+    assert tree[0].startswith(f"{health['run_id']}  infra-health-check v1  completed")
+    assert tree[2].startswith("├─ fetch-metrics  [run]  completed  1 attempt")
+    assert any(line.startswith("└─ triage  [invoke]  completed") for line in tree)
+    table = stepkeeper(tmp_path, "runs", "--since", "1h", "--status", "completed").stdout.splitlines()
+    assert table[0].split()[:3] == ["run", "skill", "status"] and len(table) == 2 + 3
+    skills = json.loads(stepkeeper(tmp_path, "skills", "--json").stdout)
+    assert [s["stats"]["runs"] for s in skills] == [1, 1, 1]
+    otel = json.loads(stepkeeper(tmp_path, "trace", health["run_id"], "--otel").stdout)
+    spans = otel["resourceSpans"][0]["scopeSpans"][0]["spans"]
+    assert spans[0]["name"] == "run infra-health-check" and spans[0]["status"]["code"] == 1
+    assert {span.get("parentSpanId") for span in spans[1:]} == {spans[0]["spanId"]}
+    assert json.loads(stepkeeper(tmp_path, "loops", "--json").stdout) == []
+    usage = stepkeeper(tmp_path, "runs", "show")
+    assert usage.returncode == 1 and "stepkeeper runs show RUN_ID" in usage.stderr
 
 
 def test_bad_input_gets_an_exit_code_and_a_message_on_stderr(tmp_path: Path) -> None:
@@ -64,6 +87,6 @@ async def test_the_loops_view_lists_loops_with_their_next_ticks(tmp_path: Path) 
     await engine.close()
     shown = stepkeeper(tmp_path, "loops")
     assert shown.returncode == 0, shown.stderr
-    [line] = shown.stdout.splitlines()
+    [line] = shown.stdout.splitlines()[2:]  # below the header and its rule
     assert line.startswith(loop.id) and "0 9 * * 1-5" in line and "Europe/Paris" in line
     assert line.count("T08:00:00") + line.count("T07:00:00") == 3  # 09:00 Paris in UTC

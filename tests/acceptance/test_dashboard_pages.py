@@ -77,6 +77,9 @@ async def test_pages_paginate_and_refuse_bad_requests(dashboard: str, tmp_path: 
         second = await http.get(older)
         assert second.text.count('<td><a href="/runs/run_') == 5 and 'id="older"' not in second.text
         assert (await http.get("/runs/run_nope")).status_code == 404
+        newest = first.text.split('<td><a href="/runs/')[1].split('"')[0]
+        otel = (await http.get(f"/runs/{newest}/otel.json")).json()
+        assert otel["resourceSpans"][0]["scopeSpans"][0]["spans"][0]["name"] == "run many"
         assert (await http.get("/runs", params={"status": "bogus"})).status_code == 400
         assert (await http.get("/runs", params={"since": "yesterday-ish"})).status_code == 400
         assert (await http.get("/skills/nope")).status_code == 404

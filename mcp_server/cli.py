@@ -21,7 +21,8 @@ from engine.otel import otel_trace
 from engine.run_history import since_time
 from mcp_server.cli_views import ms, run_tree, table, when
 from mcp_server.config import Settings
-from mcp_server.demo import run_demo
+from mcp_server.demo import remove_loops, run_demo, schedule_loops
+from mcp_server.demo_endpoint import DemoEndpoint
 from mcp_server.http_app import build_http_app
 from mcp_server.loop_tools import loop_view
 from mcp_server.server import build_server
@@ -50,7 +51,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1", help="HTTP address; beyond loopback needs a token")
     serve.add_argument("--port", type=int, default=8788)
     serve.add_argument("--token", help="bearer token required on HTTP requests (STEPKEEPER_TOKEN)")
-    commands.add_parser("demo", help="register three demo skills, run them and print the traces")
+    demo = commands.add_parser(
+        "demo", help="run the seed's scenario on local simulated metrics, print the traces"
+    )
+    demo.add_argument("--serve", action="store_true", help="then serve the dashboard until Ctrl-C")
+    demo.add_argument("--port", type=int, default=8788, help="the dashboard's port with --serve")
     commands.add_parser("worker", help="run the engine (no MCP surface) until interrupted")
     skills = commands.add_parser("skills", help="list registered skills with their 7-day figures")
     loops = commands.add_parser("loops", help="list loops and their next fire times")
@@ -101,11 +106,14 @@ def main(argv: list[str] | None = None) -> int:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    logging.getLogger("alembic").setLevel(logging.DEBUG if args.verbose else logging.WARNING)
+    for chatty in ("alembic", "httpx"):
+        logging.getLogger(chatty).setLevel(logging.DEBUG if args.verbose else logging.WARNING)
     try:
         settings = settings_from(args)
         if args.command == "serve":
             return _serve(settings, args)
+        if args.command == "demo":
+            return _demo(settings, args)
         engine = settings.build_engine()
     except (StepkeeperError, ValueError) as exc:
         print(f"stepkeeper: {exc}", file=sys.stderr)
@@ -132,9 +140,34 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-async def _demo(engine: Engine, _args: argparse.Namespace) -> int:
-    async with engine:
-        return await run_demo(engine)
+def _demo(settings: Settings, args: argparse.Namespace) -> int:
+    """The scenario against a local endpoint; with `--serve`, the dashboard and the demo's loops
+    until Ctrl-C (the loops are removed after, since the endpoint goes with the demo)."""
+    endpoint = DemoEndpoint()
+    settings.http_allow = [*settings.http_allow, endpoint.allow]
+    try:
+        code = asyncio.run(_in_engine(settings, lambda engine: run_demo(engine, endpoint.base)))
+        if not args.serve:
+            return code
+        loop_ids = asyncio.run(_in_engine(settings, schedule_loops))
+        print(f"\ndashboard: http://127.0.0.1:{args.port}/  (Ctrl-C to stop)", flush=True)
+        try:
+            uvicorn.run(
+                build_http_app(settings, "127.0.0.1", args.port),
+                host="127.0.0.1",
+                port=args.port,
+                log_level="warning",
+            )
+        finally:
+            asyncio.run(_in_engine(settings, lambda engine: remove_loops(engine, loop_ids)))
+        return code
+    finally:
+        endpoint.close()
+
+
+async def _in_engine(settings: Settings, work: Callable[[Engine], Awaitable[Any]]) -> Any:
+    async with settings.build_engine() as engine:
+        return await work(engine)
 
 
 async def _worker(engine: Engine, _args: argparse.Namespace) -> int:
@@ -264,7 +297,6 @@ def _print_json(value: Any) -> int:
 
 
 COMMANDS: dict[str, Command] = {
-    "demo": _demo,
     "worker": _worker,
     "skills": _skills,
     "runs": _runs,

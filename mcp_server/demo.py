@@ -1,8 +1,14 @@
-"""`stepkeeper demo`: the seed's loop in miniature, run on the embedded SQLite default.
+"""`stepkeeper demo`: the seed's scenario on the embedded SQLite default, with no MCP client.
 
-A health-check skill fetches (simulated) metrics, sleeps, classifies them, and invokes a
-triage skill when something is wrong; the triage skill announces its result with an event
-that a third skill picks up. Everything is checkpointed; the trace is printed at the end.
+A local endpoint the demo starts (simulated metrics, a pager, an ops channel) stands in for the
+world. `infra-health-check` (run once here; a loop every minute while the demo serves) fetches the
+metrics, waits durably, classifies them and invokes `incident-triage` for a degraded service;
+triage (one at a time per service) correlates, pages on-call through a pager that fails its
+first call (the step retries), and announces the result with an event that starts
+`notify-oncall`; a failing triage would post to ops from `on_failure`.
+`review-skill-performance` (a weekly loop while serving) reads run history with `runs.stats`.
+The traces are printed; with `--serve` the dashboard stays up at http://127.0.0.1:8788/ until
+Ctrl-C, and the demo's loops are removed when it stops.
 """
 
 from __future__ import annotations
@@ -14,22 +20,34 @@ from engine import Engine, SkillNotFound
 
 HEALTH_CHECK = """
 def handler(ctx, step):
-    metrics = step.run("fetch-metrics", lambda: {"api": {"error_rate": 0.07}, "db": {"error_rate": 0.001}})
+    metrics = step.run("fetch-metrics", lambda: http.get("BASE/metrics").json())
     step.sleep("settle", "1s")
     degraded = step.run("assess", lambda: [n for n, m in sorted(metrics.items()) if m["error_rate"] > 0.05])
-    ctx.log.info("degraded services: " + ", ".join(degraded))
+    ctx.log.info("degraded services: " + (", ".join(degraded) or "none"))
     if degraded:
-        triage = step.invoke("triage", function="incident-triage", data={"services": degraded})
+        data = {"service": degraded[0], "metrics": metrics}
+        triage = step.invoke("triage", function="incident-triage", data=data)
         return {"status": "degraded", "triage": triage}
     return {"status": "normal"}
 """
 
 INCIDENT_TRIAGE = """
 def handler(ctx, step):
-    services = ctx.event["data"]["services"]
-    summary = step.run("correlate", lambda: {"likely_cause": "deploy of " + services[0], "severity": "high"})
-    step.send_event("announce", "incident.triaged", {"services": services, "summary": summary})
+    service = ctx.event["data"]["service"]
+    summary = step.run("correlate", lambda: {"likely_cause": "deploy of " + service, "severity": "high"})
+    step.run("page-oncall", lambda: page(service, summary))
+    step.send_event("announce", "incident.triaged", {"service": service, "summary": summary})
     return summary
+
+def page(service, summary):
+    response = http.post("BASE/pager", json={"service": service, "summary": summary})
+    if response.status_code >= 500:
+        raise ValueError("pager answered " + str(response.status_code))
+    return response.json()
+
+def on_failure(ctx, step):
+    report = {"failed": ctx.failed_run_id, "error": ctx.error}
+    step.run("tell-ops", lambda: http.post("BASE/ops", json=report).status_code)
 """
 
 NOTIFIER = """
@@ -37,24 +55,52 @@ def handler(ctx, step):
     return step.run("post-summary", lambda: "posted: " + ctx.event["data"]["summary"]["likely_cause"])
 """
 
-SKILLS = {
-    "infra-health-check": (HEALTH_CHECK, []),
-    "incident-triage": (INCIDENT_TRIAGE, []),
-    "notify-oncall": (NOTIFIER, [{"event": "incident.triaged"}]),
+REVIEW = """
+def handler(ctx, step):
+    figures = step.run("read-history", lambda: runs.stats(since="7d"))
+    return {name: {"runs": f["runs"], "success_rate": f["success_rate"], "retries": f["retries"]}
+            for name, f in figures.items()}
+"""
+
+FAST_RETRIES = {"retries": 3, "retry_backoff": {"initial": "200ms"}}
+SKILLS: dict[str, tuple[str, list[dict[str, Any]], dict[str, Any]]] = {
+    "infra-health-check": (HEALTH_CHECK, [], {}),
+    "incident-triage": (
+        INCIDENT_TRIAGE,
+        [],
+        {**FAST_RETRIES, "concurrency": [{"limit": 1, "key": "event.data.service"}]},
+    ),
+    "notify-oncall": (NOTIFIER, [{"event": "incident.triaged"}], {}),
+    "review-skill-performance": (REVIEW, [], {}),
+}
+LOOPS = {
+    "demo: health check every minute": ("infra-health-check", "* * * * *"),
+    "demo: weekly review": ("review-skill-performance", "0 9 * * 1"),
 }
 
 
-async def register(engine: Engine) -> None:
-    for name, (code, triggers) in SKILLS.items():
+async def schedule_loops(engine: Engine) -> list[str]:
+    """The demo's loops, while it serves the dashboard (its endpoint goes away with it)."""
+    return [(await engine.schedule_loop(skill, cron, name=name)).id for name, (skill, cron) in LOOPS.items()]
+
+
+async def remove_loops(engine: Engine, loop_ids: list[str]) -> None:
+    for loop_id in loop_ids:
+        await engine.delete_loop(loop_id)
+
+
+async def register(engine: Engine, base: str) -> None:
+    for name, (code, triggers, config) in SKILLS.items():
+        code = code.replace("BASE", base)
         try:
-            await engine.update_skill(name, code=code, triggers=triggers)
+            await engine.update_skill(name, code=code, triggers=triggers, config=config)
         except SkillNotFound:
-            await engine.create_skill(name, code, triggers=triggers)
+            await engine.create_skill(name, code, triggers=triggers, config=config)
 
 
-async def run_demo(engine: Engine, out: TextIO = sys.stdout) -> int:
-    await register(engine)
-    run = await engine.invoke("infra-health-check", wait=True, timeout=30)
+async def run_demo(engine: Engine, base: str, out: TextIO = sys.stdout) -> int:
+    await register(engine, base)
+    run = await engine.invoke("infra-health-check", wait=True, timeout=60)
     trace = await engine.get_run_trace(run.id)
     _print_trace(trace, out)
     for child in trace["children"]:
@@ -65,15 +111,21 @@ async def run_demo(engine: Engine, out: TextIO = sys.stdout) -> int:
         out.write(
             f"\nnotify-oncall (started by event incident.triaged): {notified.status} -> {notified.output}\n"
         )
+    review = await engine.invoke("review-skill-performance", wait=True, timeout=30)
+    out.write(f"\nreview-skill-performance: {review.status} -> {review.output}\n")
     out.write(f"\nrun {run.id}: {run.status}; database: {engine.database}\n")
-    return 0 if run.status == "completed" else 1
+    return 0 if run.status == review.status == "completed" else 1
 
 
 def _print_trace(trace: dict[str, Any], out: TextIO, indent: str = "") -> None:
     run = trace["run"]
     out.write(f"{indent}{run['function']} v{run['version']} [{run['status']}] {run['duration_ms']} ms\n")
     for span in trace["spans"]:
-        out.write(f"{indent}  {span['op']:<14} {span['key']:<16} {span['status']:<10} -> {span['output']}\n")
+        attempts = len(span.get("attempts") or [])
+        tries = f" ({attempts} attempts)" if attempts > 1 else ""
+        out.write(
+            f"{indent}  {span['op']:<14} {span['key']:<16} {span['status']:<10}{tries} -> {span['output']}\n"
+        )
     for line in trace["logs"]:
         out.write(f"{indent}  log {line['level']}: {line['message']}\n")
     out.write(f"{indent}  result: {run['output'] if run['status'] == 'completed' else run['error']}\n")

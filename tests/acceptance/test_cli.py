@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+import signal
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 pytestmark = pytest.mark.slow
@@ -25,16 +29,19 @@ def test_demo_runs_the_three_skills_and_the_views_show_them(tmp_path: Path) -> N
     assert (
         "notify-oncall (started by event incident.triaged): completed -> posted: deploy of api" in demo.stdout
     )
+    assert "page-oncall      completed  (2 attempts)" in demo.stdout  # the pager failed once
+    assert "review-skill-performance: completed -> {'incident-triage': {'runs': 1" in demo.stdout
     assert (tmp_path / "stepkeeper.db").exists()
 
     runs = stepkeeper(tmp_path, "runs", "--status", "completed")
     assert runs.returncode == 0
-    assert len(runs.stdout.splitlines()) == 2 + 3  # header, rule, three runs
+    assert len(runs.stdout.splitlines()) == 2 + 4  # header, rule, four runs
     skills = stepkeeper(tmp_path, "skills")
     assert [line.split()[0] for line in skills.stdout.splitlines()[2:]] == [
         "incident-triage",
         "infra-health-check",
         "notify-oncall",
+        "review-skill-performance",
     ]
     again = stepkeeper(tmp_path, "demo")  # a second demo updates the skills to version 2
     assert again.returncode == 0 and "infra-health-check v2 [completed]" in again.stdout
@@ -50,9 +57,9 @@ def test_runs_show_draws_a_tree_and_every_view_has_json(tmp_path: Path) -> None:
     assert tree[2].startswith("├─ fetch-metrics  [run]  completed  1 attempt")
     assert any(line.startswith("└─ triage  [invoke]  completed") for line in tree)
     table = stepkeeper(tmp_path, "runs", "--since", "1h", "--status", "completed").stdout.splitlines()
-    assert table[0].split()[:3] == ["run", "skill", "status"] and len(table) == 2 + 3
+    assert table[0].split()[:3] == ["run", "skill", "status"] and len(table) == 2 + 4
     skills = json.loads(stepkeeper(tmp_path, "skills", "--json").stdout)
-    assert [s["stats"]["runs"] for s in skills] == [1, 1, 1]
+    assert [s["stats"]["runs"] for s in skills] == [1, 1, 1, 1]
     otel = json.loads(stepkeeper(tmp_path, "trace", health["run_id"], "--otel").stdout)
     spans = otel["resourceSpans"][0]["scopeSpans"][0]["spans"]
     assert spans[0]["name"] == "run infra-health-check" and spans[0]["status"]["code"] == 1
@@ -90,3 +97,38 @@ async def test_the_loops_view_lists_loops_with_their_next_ticks(tmp_path: Path) 
     [line] = shown.stdout.splitlines()[2:]  # below the header and its rule
     assert line.startswith(loop.id) and "0 9 * * 1-5" in line and "Europe/Paris" in line
     assert line.count("T08:00:00") + line.count("T07:00:00") == 3  # 09:00 Paris in UTC
+
+
+def test_demo_serve_keeps_the_dashboard_up_with_its_loops_until_interrupted(tmp_path: Path) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = [
+        sys.executable,
+        "-m",
+        "mcp_server",
+        "--home",
+        str(tmp_path),
+        "demo",
+        "--serve",
+        "--port",
+        str(port),
+    ]
+    demo = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        page = None
+        for _ in range(300):
+            try:
+                page = httpx.get(f"http://127.0.0.1:{port}/loops", timeout=1)
+                break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        assert page is not None and page.status_code == 200
+        assert "demo: health check every minute" in page.text and "demo: weekly review" in page.text
+        runs = httpx.get(f"http://127.0.0.1:{port}/runs", params={"skill": "incident-triage"}).text
+        assert "completed" in runs
+    finally:
+        demo.send_signal(signal.SIGINT)
+        output, _ = demo.communicate(timeout=30)
+    assert demo.returncode == 0 and f"dashboard: http://127.0.0.1:{port}/" in output
+    assert stepkeeper(tmp_path, "loops", "--json").stdout.strip() == "[]"  # removed with the demo

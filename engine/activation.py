@@ -316,7 +316,8 @@ class ActivationHost:
         self.logs_written += 1
         text = self.rt.redact(str(message.get("message", ""))[: limits.MAX_LOG_MESSAGE_CHARS])
         level = message.get("level") if message.get("level") in ("info", "warning", "error") else "info"
-        self.rt.store.append_logs([LogLine(self.run.id, self.rt.clock.now(), level, text)])
+        key = message.get("key") if isinstance(message.get("key"), str) else None
+        self.rt.store.append_logs([LogLine(self.run.id, self.rt.clock.now(), level, text, step_key=key)])
 
     # helpers -------------------------------------------------------------------------------
 

@@ -102,6 +102,9 @@ def build_trace(
     return {
         "run": run_view(run),
         "spans": spans,
-        "logs": [{"ts": iso(line.ts), "level": line.level, "message": line.message} for line in logs],
+        "logs": [
+            {"ts": iso(line.ts), "level": line.level, "message": line.message, "step": line.step_key}
+            for line in logs
+        ],
         "children": [run_view(child) for child in children],
     }

@@ -37,7 +37,7 @@ from mcp_server.server import EngineHolder
 
 TEMPLATES = Path(__file__).parent / "templates"
 PAGE_SIZE = 50
-TRACKED_TABS = ("input", "output", "error", "attempts", "llm")
+TRACKED_TABS = ("input", "output", "error", "attempts", "logs", "llm")
 
 
 def _when(value: Any) -> str:
@@ -176,7 +176,7 @@ class Dashboard:
     async def _run_values(self, run_id: str) -> dict[str, Any]:
         run = await self.engine.get_run(run_id)
         trace = await self.engine.get_run_trace(run_id)
-        spans = [self._span(span, run) for span in trace["spans"]]
+        spans = [self._span(span, run, trace["logs"]) for span in trace["spans"]]
         return {
             "run": run,
             "final": run.status in FINAL_STATUSES,
@@ -186,7 +186,7 @@ class Dashboard:
         }
 
     @staticmethod
-    def _span(span: dict[str, Any], run: Run) -> dict[str, Any]:
+    def _span(span: dict[str, Any], run: Run, logs: list[dict[str, Any]]) -> dict[str, Any]:
         """A trace span with its waterfall bars, placed on the run's time line in percent."""
         origin = run.created_at
         total = max((run.ended_at or time.time()) - origin, 1e-3)
@@ -220,6 +220,12 @@ class Dashboard:
             )
         view = {**span, "bars": bars}
         view["attempts"] = attempts
+        lines = [
+            f"{line['ts']} {line['level'].upper()} {line['message']}"
+            for line in logs
+            if line["step"] == span["key"]
+        ]
+        view["logs"] = "\n".join(lines) or None
         for name in TRACKED_TABS:
             view.setdefault(name, None)
         return view

@@ -50,6 +50,8 @@ def check_request(message: Any, *, one_way: bool) -> dict[str, Any]:
         return _check_step_result(message)
     if op == p.OP_LOG:
         _check_text(message.get("message"), "message", None, allow_empty=True)
+        if message.get("key") is not None:  # the step whose body logged it
+            _check_text(message.get("key"), "key", MAX_KEY_CHARS)
     return message
 
 

@@ -48,6 +48,7 @@ class Step(Capability):
         self._unvisited = {key for key, entry in memo.items() if entry["status"] in ("completed", "failed")}
         self._occurrences: dict[str, int] = {}
         self._in_step = False
+        self.current_key: str | None = None  # the step whose body is running
         self._ended: BaseException | None = None
 
     # state the runner and the other capabilities read ------------------------------------
@@ -77,7 +78,7 @@ class Step(Capability):
         if not callable(fn):
             raise NonRetriableError(f"step.run({step_id!r}, fn): fn must be a function or lambda")
         self._host.notify({"op": p.OP_STEP_START, "key": key, "id": step_id})
-        self._in_step = True
+        self._in_step, self.current_key = True, key
         try:
             output = _plain_json(fn(*args))
         except (Suspend, Abort, NonDeterminismError):
@@ -85,7 +86,7 @@ class Step(Capability):
         except Exception as exc:
             return self._failed(step_id, key, exc)
         finally:
-            self._in_step = False
+            self._in_step, self.current_key = False, None
         reply = self._call(
             {
                 "op": p.OP_STEP,
@@ -227,7 +228,7 @@ class Logger(Capability):
             return
         self._room -= 1
         text = str(message)[:MAX_LOG_CHARS]
-        self._host.notify({"op": p.OP_LOG, "level": level, "message": text})
+        self._host.notify({"op": p.OP_LOG, "level": level, "message": text, "key": self._step.current_key})
 
     def info(self, message: Any) -> None:
         self._log("info", message)

@@ -4,6 +4,7 @@ refusals (a foreign origin, an unknown run, a bad filter)."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import httpx
@@ -86,4 +87,33 @@ async def test_pages_paginate_and_refuse_bad_requests(dashboard: str, tmp_path: 
         assert (await http.post("/runs/run_nope/cancel")).status_code == 403  # no origin: refused
         fragment = await http.get("/runs", params={"skill": "many"}, headers={"x-fragment": "1"})
         assert fragment.text.lstrip().startswith('<table id="runs">')
+    await offline.close()
+
+
+async def test_a_steps_logs_are_shown_in_its_own_tab(dashboard: str, tmp_path: Path) -> None:
+    offline = Engine(SqlStore(f"sqlite:///{tmp_path / 'stepkeeper.db'}"))
+    code = (
+        "def handler(ctx, step):\n"
+        "    ctx.log.info('before the step')\n"
+        "    return step.run('work', work, ctx)\n"
+        "def work(ctx):\n"
+        "    ctx.log.warning('inside work')\n"
+        "    return 1\n"
+    )
+    await offline.create_skill("chatty", code)
+    run = await offline.invoke("chatty")
+    async with httpx.AsyncClient(base_url=dashboard) as http:
+        for _ in range(100):
+            page = (await http.get(f"/runs/{run.id}")).text
+            if 'id="run-status">completed' in page:
+                break
+            await asyncio.sleep(0.1)
+        tab = page.split('id="step-work-logs"')[1].split("</div>")[0]
+        assert "WARNING inside work" in tab and "before the step" not in tab
+        assert "before the step" in page.split('id="logs"')[1]  # the run's log shows every line
+    trace = await offline.get_run_trace(run.id)
+    assert [(line["step"], line["message"]) for line in trace["logs"]] == [
+        (None, "before the step"),
+        ("work", "inside work"),
+    ]
     await offline.close()

@@ -17,7 +17,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from benchmarks import baseline, report, sandbox, scaleout, suite
+from benchmarks import baseline, dbos, report, sandbox, scaleout, suite
 from benchmarks.workloads import Stepkeeper
 
 
@@ -26,6 +26,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="smaller workloads, one repetition")
     parser.add_argument("--repeat", type=positive, help="repetitions, median reported (default 3; quick 1)")
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write the figures as JSON here")
+    parser.add_argument(
+        "--compare", choices=["dbos"], help="also measure DBOS Transact (pip install -e '.[bench]')"
+    )
     parser.add_argument(
         "--postgres",
         metavar="URL",
@@ -50,7 +53,14 @@ def main(argv: list[str] | None = None) -> int:
     sizes = suite.QUICK if args.quick else suite.FULL
     repeat = args.repeat or (1 if args.quick else 3)
     started = time.perf_counter()
-    samples = asyncio.run(suite.measure([Stepkeeper()], sizes, repeat))
+    contenders: list[suite.Contender] = [Stepkeeper()]
+    if args.compare == "dbos":
+        missing = dbos.available()
+        if missing:
+            print(f"python -m benchmarks: {missing}", file=sys.stderr)
+            return 2
+        contenders.append(dbos.Dbos())
+    samples = asyncio.run(suite.measure(contenders, sizes, repeat))
     figures = suite.figures(samples) + asyncio.run(suite.measure_history(repeat))
     if args.postgres:
         reason = scaleout.unavailable(args.postgres)

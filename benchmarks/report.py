@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 PRIMARY = "stepkeeper"
+COMPARED = "dbos"
 
 
 @dataclass(frozen=True)
@@ -35,17 +36,31 @@ class Figure:
             return None
         return self.values[PRIMARY] / self.baseline
 
+    @property
+    def versus(self) -> float | None:
+        """stepkeeper's figure over the compared engine's, when one was measured."""
+        other = self.values.get(COMPARED)
+        if not other or PRIMARY not in self.values:
+            return None
+        return self.values[PRIMARY] / other
+
     def as_json(self) -> dict[str, Any]:
-        row: dict[str, Any] = {"name": self.name, "unit": self.unit, **self.values}
+        row: dict[str, Any] = {
+            "name": self.name,
+            "unit": self.unit,
+            PRIMARY: self.values.get(PRIMARY),
+            COMPARED: self.values.get(COMPARED),
+            "ratio": self.versus,
+        }
         if self.baseline is not None:
-            row.update(baseline=self.baseline, baseline_name=self.baseline_name, ratio=self.ratio)
+            row.update(baseline=self.baseline, baseline_name=self.baseline_name, baseline_ratio=self.ratio)
         return row
 
 
 def table(figures: list[Figure], baselines: dict[str, str]) -> str:
     """The figures, one row each, then what each baseline named in them is."""
     engines = list(dict.fromkeys(engine for figure in figures for engine in figure.values))
-    header = ["figure", "unit", *engines, "baseline", "ratio"]
+    header = ["figure", "unit", *engines, "baseline", "ratio", *(["÷ dbos"] if COMPARED in engines else [])]
     rows = [header, *(_row(figure, engines) for figure in figures)]
     widths = [max(len(row[column]) for row in rows) for column in range(len(header))]
     lines = [
@@ -63,7 +78,8 @@ def table(figures: list[Figure], baselines: dict[str, str]) -> str:
 def _row(figure: Figure, engines: list[str]) -> list[str]:
     values = [_number(figure.values.get(engine)) for engine in engines]
     ratio = "" if figure.ratio is None else f"{figure.ratio:.2f}x"
-    return [figure.name, figure.unit, *values, _number(figure.baseline), ratio]
+    versus = ["" if figure.versus is None else f"{figure.versus:.2f}x"] if COMPARED in engines else []
+    return [figure.name, figure.unit, *values, _number(figure.baseline), ratio, *versus]
 
 
 def _number(value: float | None) -> str:

@@ -1,7 +1,8 @@
 """What is measured, how often, and how repetitions become the figures in the report.
 
-Every engine measured is a `Contender`; stepkeeper is always the first. A `--compare` option
-would add a second one (say DBOS) here, and each figure would gain a column under its name.
+Every engine measured is a `Contender`; stepkeeper is always the first. `--compare dbos` adds
+DBOS Transact; within each repetition the contenders run one after the other, so both see the
+same machine, and each figure gains a column per engine.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ class Sizes:
 
 
 QUICK = Sizes(steps=300, runs=200, latency_samples=50, commits=300, invocations=100)
-FULL = Sizes(steps=1000, runs=500, latency_samples=100, commits=1000, invocations=300)
+FULL = Sizes(steps=1000, runs=500, latency_samples=200, commits=1000, invocations=300)
 
 
 # A concurrency key that never delays a run here (one run at a time is sent): the cost of the check.
@@ -41,6 +42,12 @@ class Contender(Protocol):
     async def throughput_runs_per_s(self, runs: int) -> float: ...
 
     async def start_latencies_ms(self, samples: int, config: dict[str, Any] | None = None) -> list[float]: ...
+
+    async def keyed_throughput_runs_per_s(self, runs: int) -> float: ...
+
+    async def recovery(self) -> tuple[float, int]: ...
+
+    last_peak_rss_mb: float | None
 
 
 @dataclass
@@ -79,11 +86,18 @@ async def measure_once(contender: Contender, sizes: Sizes, samples: Samples) -> 
     name = contender.name
     samples.add("step_overhead_ms", name, await contender.step_overhead_ms(sizes.steps))
     samples.add("throughput_runs_per_s", name, await contender.throughput_runs_per_s(sizes.runs))
+    if contender.last_peak_rss_mb is not None:
+        samples.add("peak_rss_mb", name, contender.last_peak_rss_mb)
     latencies = await contender.start_latencies_ms(sizes.latency_samples)
     samples.add("start_latency_p50_ms", name, statistics.median(latencies))
     samples.add("start_latency_p99_ms", name, percentile(latencies, 99))
-    keyed = await contender.start_latencies_ms(sizes.latency_samples, KEYED)
-    samples.add("keyed_start_latency_p50_ms", name, statistics.median(keyed))
+    if name == "stepkeeper":  # DBOS has no concurrency key on a direct start
+        keyed = await contender.start_latencies_ms(sizes.latency_samples, KEYED)
+        samples.add("keyed_start_latency_p50_ms", name, statistics.median(keyed))
+    samples.add("keyed_throughput_runs_per_s", name, await contender.keyed_throughput_runs_per_s(sizes.runs))
+    seconds, repeated = await contender.recovery()
+    samples.add("recovery_s", name, seconds)
+    samples.add("recovered_steps_repeated", name, repeated)
 
 
 def figures(samples: Samples) -> list[Figure]:
@@ -94,6 +108,10 @@ def figures(samples: Samples) -> list[Figure]:
         Figure("throughput_runs_per_s", "runs/s", samples.medians("throughput_runs_per_s")),
         Figure("start_latency_p50_ms", "ms", samples.medians("start_latency_p50_ms")),
         Figure("start_latency_p99_ms", "ms", samples.medians("start_latency_p99_ms")),
+        Figure("keyed_throughput_runs_per_s", "runs/s", samples.medians("keyed_throughput_runs_per_s")),
+        Figure("recovery_s", "s", samples.medians("recovery_s")),
+        Figure("recovered_steps_repeated", "steps", samples.medians("recovered_steps_repeated")),
+        Figure("peak_rss_mb", "MB", samples.medians("peak_rss_mb")),
         Figure(
             "keyed_start_latency_p50_ms",
             "ms",

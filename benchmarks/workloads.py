@@ -14,12 +14,14 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+from benchmarks.memory import PeakRss
 from engine import Engine, SqlStore
 from engine.records import Run
 
 LATENCY_GAP_SECONDS = 0.01  # between latency samples: one event at a time, not a burst
 RUN_TIMEOUT_SECONDS = 600.0
 MAX_EVENTS_PER_SEND = 100  # engine.limits.MAX_EVENTS_PER_SEND
+KEYED_THROUGHPUT = {"concurrency": [{"limit": 5, "key": "event.data.service"}]}
 
 
 class WorkloadFailed(RuntimeError):
@@ -49,15 +51,35 @@ class Stepkeeper:
             run = await engine.invoke("steps", wait=True, timeout=RUN_TIMEOUT_SECONDS)
             return (ended_at(run) - sent_at) * 1000 / steps
 
+    def __init__(self) -> None:
+        self.last_peak_rss_mb: float | None = None
+
     async def throughput_runs_per_s(self, runs: int) -> float:
-        """Runs of 5 steps completed per second, all sent as events at once."""
+        """Runs of 5 steps completed per second, all sent as events at once; the peak memory of
+        the engine and its sandbox processes during it is kept in `last_peak_rss_mb`."""
+        with PeakRss() as peak:
+            found = await self._throughput(runs, {})
+        self.last_peak_rss_mb = peak.mb
+        return found
+
+    async def keyed_throughput_runs_per_s(self, runs: int) -> float:
+        """The same under `concurrency: [{limit: 5, key: event.data.service}]` over 10 services."""
+        return await self._throughput(runs, KEYED_THROUGHPUT)
+
+    async def recovery(self) -> tuple[float, int]:
+        from benchmarks.recovery import recovery  # it uses this module's WorkloadFailed
+
+        return await recovery()
+
+    async def _throughput(self, runs: int, config: dict[str, Any]) -> float:
         async with fresh_engine() as engine:
-            await engine.create_skill("five", sequential_steps(5), triggers=[{"event": "go"}])
+            await engine.create_skill("five", sequential_steps(5), triggers=[{"event": "go"}], config=config)
             sent_at = time.time()
             run_ids: list[str] = []
             for offset in range(0, runs, MAX_EVENTS_PER_SEND):
                 count = min(MAX_EVENTS_PER_SEND, runs - offset)
-                batch = [{"name": "go", "data": {"n": offset + n}} for n in range(count)]
+                data = [{"n": offset + n, "service": f"svc-{(offset + n) % 10}"} for n in range(count)]
+                batch = [{"name": "go", "data": item} for item in data]
                 run_ids.extend((await engine.send_events(batch)).run_ids)
             if len(run_ids) != runs:
                 raise WorkloadFailed(f"{runs} events started {len(run_ids)} runs")

@@ -11,13 +11,11 @@ import logging
 import uuid
 from typing import Any
 
-import httpx
-
 from engine import limits, run_history
 from engine.durations import iso, parse_duration, parse_instant
 from engine.errors import InvalidInput, StepkeeperError, StoreUnavailable
 from engine.expressions import compile_expression
-from engine.http_effect import HttpRefused
+from engine.http_effect import HttpFailed, HttpRefused
 from engine.ids import new_id
 from engine.jsonutil import dumps, encode_limited
 from engine.records import Attempt, Event, LogLine, Run, Step, StepCommit
@@ -279,8 +277,8 @@ class ActivationHost:
             return {"response": self.rt.http.perform(message)}
         except (HttpRefused, InvalidInput) as exc:
             return {"error": {"type": "NonRetriableError", "message": str(exc)}}
-        except httpx.HTTPError as exc:
-            return {"error": {"type": type(exc).__name__, "message": f"{type(exc).__name__}: {exc}"}}
+        except HttpFailed as exc:
+            return {"error": {"type": exc.kind, "message": f"{exc.kind}: {exc}"}}
 
     def _runs(self, message: p.Message) -> p.Message:
         try:

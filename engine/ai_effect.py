@@ -15,9 +15,6 @@ from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import Any
 
-import httpx
-import jsonschema
-
 from engine.limits import MAX_HTTP_RESPONSE_BYTES
 from engine.llm_config import LlmProvider, LlmSettings
 from engine.llm_providers import (
@@ -58,10 +55,11 @@ class BadRequest(Exception):
 class AiEffect:
     def __init__(self, settings: LlmSettings | None) -> None:
         self.settings = settings
-        self._client = httpx.Client(follow_redirects=False)
+        self._client: Any = None
 
     def close(self) -> None:
-        self._client.close()
+        if self._client is not None:
+            self._client.close()
 
     def perform(self, request: Any, attempt: int) -> AiOutcome:
         """Make the `attempt`-th try (1 is the first) of a `step.ai` request."""
@@ -86,6 +84,10 @@ class AiEffect:
         return outcome
 
     def _attempt(self, provider: LlmProvider, call: LlmCall) -> AiOutcome:
+        import httpx  # on first use: httpx costs every process start ~60 ms
+
+        if self._client is None:
+            self._client = httpx.Client(follow_redirects=False)
         url, headers, body = http_request(provider, call)
         assert self.settings is not None
         try:
@@ -112,6 +114,8 @@ class AiEffect:
                 payload, response.reason_phrase
             )
             return _failure("LlmRequestRefused", message, retriable=False)
+        import jsonschema  # on first use: a costly import for every process start
+
         try:
             answer = parse_answer(provider, call, payload)
             if call.schema is not None:
@@ -179,6 +183,8 @@ def _check_messages(messages: Any) -> None:
 
 
 def _check_schema(schema: Any) -> None:
+    import jsonschema
+
     if not isinstance(schema, dict):
         raise BadRequest("schema must be a JSON Schema object")
     try:
@@ -203,7 +209,7 @@ def _temperature(value: Any) -> float | None:
     return float(value)
 
 
-def _json_or_text(response: httpx.Response) -> Any:
+def _json_or_text(response: Any) -> Any:
     try:
         return response.json()
     except (json.JSONDecodeError, UnicodeDecodeError):

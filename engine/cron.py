@@ -11,8 +11,6 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from croniter import croniter
-
 from engine.errors import InvalidInput
 
 MAX_CRON_CHARS = 120
@@ -32,6 +30,8 @@ def check_cron(expr: object) -> str:
             "or 6 (second first)"
         )
     try:
+        from croniter import croniter  # on first use, like every costly import
+
         croniter(expr, datetime(2026, 1, 1), second_at_beginning=len(fields) == 6)
     except (ValueError, KeyError) as exc:  # croniter's errors are ValueErrors
         raise InvalidInput(f"invalid cron {expr!r}: {exc}") from None
@@ -88,6 +88,8 @@ def _walk(expr: str, timezone: str, start: float, count: int, *, forward: bool) 
     wall = datetime.fromtimestamp(start, zone).replace(tzinfo=None)
     if not forward:
         wall = wall.replace(microsecond=0) + timedelta(seconds=1)  # get_prev is strict: include `start`
+    from croniter import croniter
+
     walker = croniter(expr, wall, second_at_beginning=len(expr.split()) == 6)
     step = walker.get_next if forward else walker.get_prev
     found: list[float] = []

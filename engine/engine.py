@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
 import os
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -154,6 +156,9 @@ class Engine(LoopsAndStats):
                 self._migrated = True
 
     async def start(self) -> None:
+        # httpx is imported on first use (a view or a CLI call never needs it); a running engine
+        # will, so import it now on the side instead of in the first step that calls out.
+        threading.Thread(target=importlib.import_module, args=("httpx",), daemon=True).start()
         await self.migrate()
         self.scheduler = Scheduler(
             self.rt,

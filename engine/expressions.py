@@ -10,8 +10,6 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
-import cel
-
 from engine.errors import InvalidInput
 
 MAX_EXPRESSION_CHARS = 2000
@@ -24,6 +22,8 @@ def compile_expression(source: str) -> Any:
         raise InvalidInput("an expression must be a non-empty string")
     if len(source) > MAX_EXPRESSION_CHARS:
         raise InvalidInput(f"expression is over {MAX_EXPRESSION_CHARS} characters")
+    import cel  # imported on first use: it pulls in a CLI toolkit, costly for every process start
+
     try:
         return cel.compile(source)
     except (ValueError, RuntimeError) as exc:

@@ -12,8 +12,6 @@ import socket
 from typing import Any
 from urllib.parse import urlsplit
 
-import httpx
-
 from engine.durations import parse_duration
 from engine.limits import MAX_HTTP_RESPONSE_BYTES
 
@@ -26,15 +24,34 @@ class HttpRefused(Exception):
     """The call is not allowed or malformed; it fails the step without retries."""
 
 
+class HttpFailed(Exception):
+    """The call was made and failed (connection refused, timeout...): a retriable failure."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
 class HttpEffect:
     def __init__(self, allow: list[str] | None = None) -> None:
         self._allow = {entry.strip().lower() for entry in allow or [] if entry.strip()}
-        self._client = httpx.Client(follow_redirects=False)
+        self._client: Any = None
 
     def close(self) -> None:
-        self._client.close()
+        if self._client is not None:
+            self._client.close()
 
     def perform(self, request: dict[str, Any]) -> dict[str, Any]:
+        import httpx  # on first use: httpx costs every process start ~60 ms
+
+        if self._client is None:
+            self._client = httpx.Client(follow_redirects=False)
+        try:
+            return self._perform(request)
+        except httpx.HTTPError as exc:
+            raise HttpFailed(type(exc).__name__, str(exc)) from None
+
+    def _perform(self, request: dict[str, Any]) -> dict[str, Any]:
         method = str(request.get("method", "GET")).upper()
         if method not in METHODS:
             raise HttpRefused(f"HTTP method {method!r} is not allowed")

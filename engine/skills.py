@@ -5,8 +5,6 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from jsonschema import Draft202012Validator, SchemaError
-
 from engine import cron, flow
 from engine.errors import InvalidInput
 from engine.limits import MAX_DESCRIPTION_CHARS, MAX_TRIGGERS
@@ -126,9 +124,11 @@ def check_input_schema(schema: Any) -> None:
     object whose property names are identifiers (they become the tool's arguments)."""
     if not isinstance(schema, dict) or schema.get("type") != "object":
         raise InvalidInput('config.input_schema must be a JSON Schema with "type": "object"')
+    import jsonschema  # on first use: a costly import for every process start
+
     try:
-        Draft202012Validator.check_schema(schema)
-    except SchemaError as exc:
+        jsonschema.Draft202012Validator.check_schema(schema)
+    except jsonschema.SchemaError as exc:
         raise InvalidInput(f"config.input_schema is not a valid JSON Schema: {exc.message}") from None
     for name in schema.get("properties") or {}:
         if not IDENTIFIER.match(name):

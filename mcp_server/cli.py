@@ -14,19 +14,15 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-import uvicorn
-
 from engine import Engine, InvalidInput, StepkeeperError
 from engine.otel import otel_trace
 from engine.run_history import since_time
 from mcp_server.cli_views import ms, run_tree, table, when
 from mcp_server.config import Settings
-from mcp_server.demo import remove_loops, run_demo, schedule_loops
-from mcp_server.demo_endpoint import DemoEndpoint
-from mcp_server.http_app import build_http_app
-from mcp_server.loop_tools import loop_view
-from mcp_server.server import build_server
-from mcp_server.views import RunSummary, SkillSummary
+
+# The MCP SDK, the HTTP stack and the demo are imported by the commands that use them: a
+# `stepkeeper worker` (and every read-only view) starts without them, which matters for how
+# fast a restarted worker recovers runs.
 
 log = logging.getLogger("stepkeeper")
 
@@ -129,6 +125,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from mcp_server.http_app import build_http_app
+    from mcp_server.server import build_server
+
     settings.check_database()  # refuse a bad database URL before speaking protocol
     if args.token:
         settings.token = args.token
@@ -143,6 +144,12 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
 def _demo(settings: Settings, args: argparse.Namespace) -> int:
     """The scenario against a local endpoint; with `--serve`, the dashboard and the demo's loops
     until Ctrl-C (the loops are removed after, since the endpoint goes with the demo)."""
+    import uvicorn
+
+    from mcp_server.demo import remove_loops, run_demo, schedule_loops
+    from mcp_server.demo_endpoint import DemoEndpoint
+    from mcp_server.http_app import build_http_app
+
     endpoint = DemoEndpoint()
     settings.http_allow = [*settings.http_allow, endpoint.allow]
     try:
@@ -199,6 +206,8 @@ def read_only(view: Command) -> Command:
 
 @read_only
 async def _skills(engine: Engine, args: argparse.Namespace) -> int:
+    from mcp_server.views import SkillSummary
+
     skills = await engine.list_skills()
     figures = await engine.get_stats(since="7d")
     if args.json:
@@ -228,6 +237,8 @@ def _skill_row(skill: Any, figures: dict[str, Any]) -> list[Any]:
 
 @read_only
 async def _runs(engine: Engine, args: argparse.Namespace) -> int:
+    from mcp_server.views import RunSummary
+
     if args.show:
         if len(args.show) != 2 or args.show[0] != "show":
             raise InvalidInput("use `stepkeeper runs show RUN_ID` for one run, or `stepkeeper runs` to list")
@@ -261,6 +272,8 @@ def _took(run: Any) -> str:
 
 @read_only
 async def _loops(engine: Engine, args: argparse.Namespace) -> int:
+    from mcp_server.loop_tools import loop_view
+
     loops = await engine.list_loops()
     if args.json:
         return _print_json([loop_view(loop).model_dump() for loop in loops])

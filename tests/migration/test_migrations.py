@@ -43,3 +43,7 @@ def test_upgrade_on_start_keeps_data_and_is_idempotent(url: str) -> None:
     assert migrate.current_revision(current.sa_engine) == migrate.head_revision()
     assert current.get_run("run_1").output == [1, 2]
     current.close()
+
+
+def test_the_fast_path_head_is_alembics_head() -> None:
+    assert migrate.head_revision() == migrate.HEAD  # a new migration must move HEAD too

@@ -33,7 +33,10 @@ CONTINUE = {"action": "continue"}
 
 def _bounded_input(value: Any) -> Any:
     """A step's input is kept for the trace only: past the limit, a note of its size replaces it."""
-    size = len(dumps(value).encode())
+    try:
+        size = len(dumps(value).encode())
+    except (RecursionError, ValueError):
+        return {"truncated": True, "reason": "nested too deeply to record"}
     if size <= limits.MAX_STEP_INPUT_BYTES:
         return value
     return {"truncated": True, "bytes": size, "limit": limits.MAX_STEP_INPUT_BYTES}

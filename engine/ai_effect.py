@@ -29,6 +29,7 @@ from engine.llm_providers import (
 MAX_TOKENS_DEFAULT = 1024
 MAX_TOKENS_LIMIT = 64_000
 MAX_RETRY_AFTER_S = 3600.0
+MAX_SCHEMA_DEPTH = 32
 NOT_CONFIGURED = (
     "step.ai has no LLM provider configured: set STEPKEEPER_LLM_PROVIDER (anthropic or openai), "
     "STEPKEEPER_LLM_MODEL, STEPKEEPER_LLM_API_KEY and, for a local or compatible server, "
@@ -109,6 +110,12 @@ class AiEffect:
             outcome = _failure("LlmUnavailable", message, retriable=True)
             outcome.retry_after = retry_after_seconds(response.headers.get("retry-after"))
             return outcome
+        if 300 <= response.status_code < 400:
+            where = response.headers.get("location", "?")
+            message = (
+                f"{provider.describe()} redirected the request to {where}: set STEPKEEPER_LLM_BASE_URL to it"
+            )
+            return _failure("LlmRequestRefused", message, retriable=False)
         if response.status_code >= 400:
             message = f"{provider.describe()} refused the request ({response.status_code}): " + error_message(
                 payload, response.reason_phrase
@@ -187,10 +194,28 @@ def _check_schema(schema: Any) -> None:
 
     if not isinstance(schema, dict):
         raise BadRequest("schema must be a JSON Schema object")
+    if _depth(schema) > MAX_SCHEMA_DEPTH:
+        raise BadRequest(f"schema is nested too deeply (over {MAX_SCHEMA_DEPTH} levels)")
     try:
         jsonschema.validators.validator_for(schema).check_schema(schema)
     except jsonschema.SchemaError as exc:
         raise BadRequest(f"schema is not a valid JSON Schema: {exc.message}") from None
+    except RecursionError:
+        raise BadRequest("schema is nested too deeply") from None
+
+
+def _depth(value: Any) -> int:
+    """How deeply lists and objects nest in `value`, found without recursion."""
+    deepest, todo = 0, [(value, 1)]
+    while todo:
+        item, depth = todo.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, depth)
+            if depth <= MAX_SCHEMA_DEPTH:  # past the limit there is no need to look further
+                todo.extend(
+                    (child, depth + 1) for child in (item.values() if isinstance(item, dict) else item)
+                )
+    return deepest
 
 
 def _max_tokens(value: Any) -> int:
@@ -226,10 +251,16 @@ def _invalid_answer(message: str) -> AiOutcome:
     return outcome
 
 
+def _token_count(value: Any) -> int | None:
+    """A provider's token count, if it is a plausible one (it is stored in an integer column)."""
+    ok = isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**31
+    return value if ok else None
+
+
 def _answered(answer: LlmAnswer) -> AiOutcome:
     return AiOutcome(
         output=answer.output,
         meta={"model": answer.model},
-        input_tokens=answer.input_tokens if isinstance(answer.input_tokens, int) else None,
-        output_tokens=answer.output_tokens if isinstance(answer.output_tokens, int) else None,
+        input_tokens=_token_count(answer.input_tokens),
+        output_tokens=_token_count(answer.output_tokens),
     )

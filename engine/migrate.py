@@ -14,6 +14,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+MIGRATION_LOCK = 0x5354_4B4D  # advisory lock key ("STKM"); SQLite's BEGIN IMMEDIATE serializes
 HEAD = "0004"  # the newest revision in migrations/versions (a test checks it is Alembic's head)
 
 
@@ -59,4 +60,6 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
     from alembic import command
 
     with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":  # processes starting together migrate in turn
+            connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
         command.upgrade(alembic_config(connection), revision)

@@ -97,15 +97,22 @@ class PostgresBackend:
             try:
                 with psycopg.connect(self._conninfo(), autocommit=True, connect_timeout=10) as conn:
                     conn.execute(f"LISTEN {CHANNEL}")
-                    listener({WORK, EVENTS, LOOPS})  # anything sent while we were not listening
+                    _tell(listener, {WORK, EVENTS, LOOPS})  # anything sent while we were not listening
                     while not stop.is_set():
                         for note in conn.notifies(timeout=LISTEN_TIMEOUT_S):
                             sender, _, kinds = note.payload.partition(":")
                             if sender != self._sender:
-                                listener(set(kinds.split(",")))
+                                _tell(listener, set(kinds.split(",")))
             except psycopg.Error as exc:
                 log.warning("LISTEN connection lost (%s); reconnecting", exc)
                 stop.wait(RECONNECT_S)
+
+
+def _tell(listener: Callable[[set[str]], None], kinds: set[str]) -> None:
+    try:
+        listener(kinds)
+    except Exception:  # the listener's trouble must not end the LISTEN thread
+        log.exception("a store listener failed")
 
 
 @contextmanager

@@ -15,14 +15,30 @@ class Redactor:
         self._pairs = sorted(pairs, key=lambda pair: -len(pair[0]))
 
     def __call__(self, value: Any) -> Any:
+        """A copy of `value` with every secret replaced, walked without recursion (a value from
+        skill code may nest deeper than Python's recursion limit)."""
         if not self._pairs:
             return value
-        if isinstance(value, str):
-            for secret, marker in self._pairs:
-                value = value.replace(secret, marker)
-            return value
-        if isinstance(value, list):
-            return [self(item) for item in value]
-        if isinstance(value, dict):
-            return {self(key): self(item) for key, item in value.items()}
-        return value
+        root: list[Any] = [None]
+        todo: list[tuple[Any, Any, Any]] = [(value, root, 0)]
+        while todo:
+            item, parent, slot = todo.pop()
+            if isinstance(item, str):
+                parent[slot] = self._text(item)
+            elif isinstance(item, list):
+                parent[slot] = copy = [None] * len(item)
+                todo.extend((child, copy, index) for index, child in enumerate(item))
+            elif isinstance(item, dict):
+                parent[slot] = mapping = {}
+                for key, child in item.items():
+                    new_key = self._text(key) if isinstance(key, str) else key
+                    mapping[new_key] = None
+                    todo.append((child, mapping, new_key))
+            else:
+                parent[slot] = item
+        return root[0]
+
+    def _text(self, text: str) -> str:
+        for secret, marker in self._pairs:
+            text = text.replace(secret, marker)
+        return text

@@ -14,11 +14,14 @@ from engine.skills import check_skill_name
 from engine.store import Store
 
 MAX_LIST = 200
+MAX_EPOCH = 32503680000  # year 3000
 
 
 def since_time(since: Any, now: float) -> float:
     """`since` as epoch seconds: epoch seconds, ISO-8601, or a duration back from now (`7d`)."""
     if isinstance(since, int | float) and not isinstance(since, bool):
+        if not 0 <= since <= MAX_EPOCH:
+            raise InvalidInput(f"since must be epoch seconds from 0 to {MAX_EPOCH}, a duration or ISO-8601")
         return float(since)
     try:
         return now - parse_duration(since)
@@ -29,14 +32,16 @@ def since_time(since: Any, now: float) -> float:
 def answer(store: Store, query: dict[str, Any], now: float) -> Any:
     """Answer one `runs.list` or `runs.stats` call; InvalidInput for bad arguments."""
     kind = query.get("query")
-    function = query.get("function")
+    function, status = query.get("function"), query.get("status")
     if function is not None:
         check_skill_name(function)
+    if status is not None and not isinstance(status, str):
+        raise InvalidInput("status must be a string")
     since = None if query.get("since") is None else since_time(query["since"], now)
     if kind == "stats":
         return stats.skill_stats(store.run_facts(function, since, stats.MAX_STATS_RUNS))
     if kind == "list":
-        status, limit = query.get("status"), query.get("limit", 20)
+        limit = query.get("limit", 20)
         if status is not None and status not in RUN_STATUSES:
             raise InvalidInput(f"unknown status {status!r}; one of {sorted(RUN_STATUSES)}")
         if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIST:

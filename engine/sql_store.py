@@ -241,7 +241,10 @@ class SqlStore(SqlLoops, SqlStats, SqlFlow):
     def append_events(
         self, new_events: list[Event], routes: list[EventRoute] | None = None, now: float = 0.0
     ) -> list[bool]:
+        restore = _restorer([run for route in routes or [] for run in route.new_runs])
+
         def write(connection: Connection) -> list[bool]:
+            restore()  # a retried transaction decides afresh, not from the undone attempt's marks
             inserted = [writes.insert_event(connection, item) for item in new_events]
             for is_new, route in zip(inserted, routes or [], strict=False):
                 if is_new:
@@ -292,7 +295,10 @@ class SqlStore(SqlLoops, SqlStats, SqlFlow):
         ]
 
     def apply_events(self, routes: list[EventRoute], now: float) -> list[bool]:
+        restore = _restorer([run for route in routes for run in route.new_runs])
+
         def write(connection: Connection) -> list[bool]:
+            restore()
             applied = [writes.apply_route(connection, route, now) for route in routes]
             if any(applied):
                 announce(connection, WORK)
@@ -598,6 +604,19 @@ class SqlStore(SqlLoops, SqlStats, SqlFlow):
                 table.name: connection.execute(select(func.count()).select_from(table)).scalar_one()
                 for table in ALL_TABLES
             }
+
+
+def _restorer(runs: list[Run]) -> Callable[[], None]:
+    """Routing marks the runs it is given (skipped, queued instead of claimed...), and callers
+    read those marks after the write; a transaction that is retried must start from the runs as
+    they were, so this puts them back."""
+    saved = [(run, dict(run.__dict__)) for run in runs]
+
+    def restore() -> None:
+        for run, state in saved:
+            run.__dict__.update(state)
+
+    return restore
 
 
 def _encode_cursor(created_at: float, run_id: str) -> str:

@@ -5,8 +5,8 @@ step, cancel, rerun, rerun from a step), skills (highlighted code, versions and 
 delete, stats), loops (pause/resume), events. Pages with `data-live` refresh their fragment
 every second until the run is final, so they follow runs without reloading.
 
-Every POST must come from the dashboard itself (its `Origin`, or `Referer`, names this server),
-so another site open in the same browser cannot press its buttons.
+Every POST must come from the dashboard itself (its `Origin`, or `Referer`, names the host the
+request was sent to), so another site open in the same browser cannot press its buttons.
 """
 
 from __future__ import annotations
@@ -81,10 +81,18 @@ def _environment() -> Environment:
     return env
 
 
+def _version(text: str | None) -> int | None:
+    if not text:
+        return None
+    number = int(text)
+    if not 1 <= number <= 1_000_000:
+        raise ValueError(text)
+    return number
+
+
 class Dashboard:
-    def __init__(self, holder: EngineHolder, origins: set[str]) -> None:
+    def __init__(self, holder: EngineHolder) -> None:
         self.holder = holder
-        self.origins = origins
         self.env = _environment()
 
     @property
@@ -257,13 +265,13 @@ class Dashboard:
     async def skill(self, request: Request) -> Response:
         name, query = request.path_params["name"], request.query_params
         try:
-            version = int(query["version"]) if query.get("version") else None
+            version = _version(query.get("version"))
             details = await self.engine.get_skill(name, version)
-            diff_a = int(query.get("a") or max(1, details.skill.latest_version - 1))
-            diff_b = int(query.get("b") or details.skill.latest_version)
+            diff_a = _version(query.get("a")) or max(1, details.skill.latest_version - 1)
+            diff_b = _version(query.get("b")) or details.skill.latest_version
             diff_html = await self._diff(name, diff_a, diff_b)
         except ValueError:
-            return self.problem(400, "versions are whole numbers")
+            return self.problem(400, "versions are whole numbers from 1 to 1,000,000")
         except (SkillNotFound, StepkeeperError) as exc:
             return self.problem(404, str(exc))
         runs = (await self.engine.list_runs(function=name, limit=20)).runs
@@ -347,9 +355,11 @@ class Dashboard:
         return RedirectResponse(then or f"/runs/{request.path_params['run_id']}", status_code=303)
 
     def _foreign(self, request: Request) -> Response | None:
-        """403 unless the request comes from one of this server's own pages."""
+        """403 unless the request comes from one of this server's own pages: its Origin (or
+        Referer) names the host the request was sent to (already checked against the allowed
+        hosts)."""
         source = request.headers.get("origin") or request.headers.get("referer") or ""
         parts = urlsplit(source)
-        if f"{parts.scheme}://{parts.netloc}" in self.origins:
+        if parts.scheme in ("http", "https") and parts.netloc and parts.netloc == request.headers.get("host"):
             return None
         return self.problem(403, "refused: dashboard actions must come from the dashboard's own pages")

@@ -80,7 +80,11 @@ LOOPS = {
 
 
 async def schedule_loops(engine: Engine) -> list[str]:
-    """The demo's loops, while it serves the dashboard (its endpoint goes away with it)."""
+    """The demo's loops, while it serves the dashboard (its endpoint goes away with it); any left
+    by a demo that was killed are replaced, not doubled."""
+    for loop in await engine.list_loops():
+        if loop.name in LOOPS:
+            await engine.delete_loop(loop.id)
     return [(await engine.schedule_loop(skill, cron, name=name)).id for name, (skill, cron) in LOOPS.items()]
 
 

@@ -7,13 +7,14 @@ bearer token, when configured, is required on every request.
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import json
-from http.cookies import SimpleCookie
 from urllib.parse import parse_qs
 
 from mcp.server.transport_security import TransportSecuritySettings
 from starlette.applications import Starlette
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from engine import InvalidInput
@@ -28,15 +29,17 @@ class BearerToken:
     """ASGI middleware: 401 for any HTTP request without the token.
 
     Programs send `Authorization: Bearer <token>`. A browser opens `/login?token=<token>` once
-    and gets it as a cookie (HttpOnly, SameSite=Strict), which the dashboard's pages then send.
+    and gets a cookie (HttpOnly, SameSite=Strict) that the dashboard's pages then send; it holds
+    an HMAC of the token, not the token.
     """
 
-    COOKIE = "stepkeeper_token"
+    COOKIE = "stepkeeper_session"
 
     def __init__(self, app: ASGIApp, token: str) -> None:
         self.app = app
         self.token = token.encode()
         self.expected = b"Bearer " + self.token
+        self.session = hmac.new(self.token, b"stepkeeper dashboard session", hashlib.sha256).hexdigest()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -54,19 +57,27 @@ class BearerToken:
     def _authorized(self, headers: dict[bytes, bytes]) -> bool:
         if hmac.compare_digest(headers.get(b"authorization", b""), self.expected):
             return True
-        cookies = SimpleCookie(headers.get(b"cookie", b"").decode("latin-1"))
-        given = cookies.get(self.COOKIE)
-        return given is not None and hmac.compare_digest(given.value.encode(), self.token)
+        given = _cookie(headers.get(b"cookie", b"").decode("latin-1"), self.COOKIE)
+        return given is not None and hmac.compare_digest(given.encode(), self.session.encode())
 
     async def _login(self, scope: Scope, send: Send) -> None:
         given = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("token", [""])[0]
         if not hmac.compare_digest(given.encode(), self.token):
             await _refuse(send, "unauthorized: wrong token")
             return
-        cookie = f"{self.COOKIE}={given}; HttpOnly; SameSite=Strict; Path=/"
+        cookie = f"{self.COOKIE}={self.session}; HttpOnly; SameSite=Strict; Path=/"
         headers = [(b"location", b"/runs"), (b"set-cookie", cookie.encode())]
         await send({"type": "http.response.start", "status": 303, "headers": headers})
         await send({"type": "http.response.body", "body": b""})
+
+
+def _cookie(header: str, name: str) -> str | None:
+    """One cookie's value, read leniently (other cookies of any shape are skipped, not errors)."""
+    for part in header.split(";"):
+        key, sep, value = part.strip().partition("=")
+        if sep and key == name:
+            return value.strip().strip('"')
+    return None
 
 
 async def _refuse(send: Send, message: str) -> None:
@@ -93,8 +104,11 @@ def build_http_app(settings: Settings, host: str, port: int) -> Starlette:
     app = build_server(settings, holder).streamable_http_app(
         streamable_http_path="/mcp", transport_security=security, host=host
     )
-    origins = {f"http://{name}:{port}" for name in names} | {f"http://[::1]:{port}"}
-    app.router.routes.extend(Dashboard(holder, origins).routes())
+    app.router.routes.extend(Dashboard(holder).routes())
+    # Every route, not only /mcp, refuses a foreign Host (DNS rebinding); with a token set the
+    # server may be reached by any name, and the token is what protects it.
+    allowed = ["*"] if settings.token else [*names, "[::1]"]
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=allowed)
     if settings.token:
         app.add_middleware(BearerToken, token=settings.token)
     return app

@@ -10,6 +10,7 @@ failed attempt of that step, under the step's retry rules; elsewhere a failure o
 from __future__ import annotations
 
 import base64
+import logging
 import marshal
 import signal
 import time
@@ -25,6 +26,9 @@ from sandbox.policy import compile_skill
 from sandbox.pool import WORKER_ENTRY, PoolUnavailable, Worker, WorkerPool
 from sandbox.runner import PreparedSkill
 
+log = logging.getLogger(__name__)
+# What a host handler raises on a field of the wrong kind, too big a number, too deep a nesting.
+MALFORMED = (KeyError, TypeError, ValueError, AttributeError, OverflowError, RecursionError)
 COMPILE_SECONDS = 10.0
 
 
@@ -179,14 +183,18 @@ class Relay:
         return None
 
     def _call_host(self, request: dict[str, Any], *, one_way: bool = False) -> p.Message:
-        # The host's handlers read the fields they need; a field of the wrong kind from a
-        # hostile worker must end this activation, not the engine thread that runs it.
+        # The host's handlers read the fields they need; a field of the wrong kind (or a value
+        # that overflows, or nests too deep) from a hostile worker must end this activation as
+        # a failure under the run's retry rules, never escape into the engine thread running it
+        # (which would leave the run leased and re-activated at every lease expiry).
         try:
             if one_way:
                 self.host.notify(request)
                 return {}
             return self.host.call(request)
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        except Exception as exc:
+            if not isinstance(exc, MALFORMED):
+                log.exception("the engine failed on a %r request", request.get("op"))
             raise ProtocolViolation(
                 f"a malformed {request['op']!r} request ({type(exc).__name__}: {exc})"
             ) from exc

@@ -92,8 +92,12 @@ def test_the_dashboard_needs_the_token_too_and_a_browser_logs_in_for_a_cookie(ht
     assert page.status_code == 200 and "<h1>Runs</h1>" in page.text
     bearer = httpx.get(f"{http_server}/skills", headers={"Authorization": f"Bearer {TOKEN}"})
     assert bearer.status_code == 200
-    forged = httpx.get(f"{http_server}/runs", cookies={"stepkeeper_token": "nope"})
+    forged = httpx.get(f"{http_server}/runs", cookies={"stepkeeper_session": "nope"})
     assert forged.status_code == 401
+    assert TOKEN not in login.headers["set-cookie"]  # the cookie holds an HMAC, not the token
+    session = login.cookies["stepkeeper_session"]
+    messy = {"Cookie": f'prefs={{"x":1}}; $x=1; a b=c; stepkeeper_session={session}'}
+    assert httpx.get(f"{http_server}/runs", headers=messy).status_code == 200  # others skipped
 
 
 def test_binding_beyond_loopback_needs_a_token(tmp_path: Path) -> None:

@@ -196,12 +196,16 @@ async def test_bad_arguments_fail_the_step_without_calling_the_model(
         "step.ai('a', prompt='x', max_tokens=10**9)": "max_tokens must be an integer",
         "step.ai('a', messages=[{'role': 'system', 'content': 'x'}])": "role is user or assistant",
         "step.ai('a', prompt='x', tools=[])": "unknown arguments: tools",
+        "step.ai('a', prompt='x', schema=deep)": "nested too deeply",
     }
     for n, (call, expected) in enumerate(cases.items()):
         code = (
-            f"def handler(ctx, step):\n    try:\n        return {call}\n"
+            "def handler(ctx, step):\n    deep = {}\n"
+            "    for i in range(400):\n        deep = {'items': deep}\n"
+            f"    try:\n        return {call}\n"
             "    except StepError as e:\n        return e.message\n"
         )
+        print("CASE", n, flush=True)
         await engine.create_skill(f"bad-{n}", code)
         done = await finished(engine, (await engine.invoke(f"bad-{n}")).id)
         assert expected in done.output, (call, done.output)

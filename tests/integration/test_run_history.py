@@ -62,3 +62,24 @@ async def test_a_direct_runs_call_in_the_handler_is_warned_about_at_registration
     code = "def handler(ctx, step):\n    return runs.stats()\n"
     registration = await engine.create_skill("eager", code)
     assert registration.warnings and "runs call outside step.run" in registration.warnings[0]
+
+
+async def test_hostile_runs_arguments_fail_the_step_instead_of_wedging_the_run(engine: Engine) -> None:
+    code = """
+def handler(ctx, step):
+    out = []
+    calls = [("since", lambda: runs.stats(since=10**400)), ("status", lambda: runs.list(status=["x"]))]
+    for name, call in calls + [("limit", lambda: runs.list(limit=10**6))]:
+        try:
+            step.run(name, call)
+        except StepError as e:
+            out.append(e.message)
+    return out
+"""
+    await engine.create_skill("hostile", code, config={"retries": 0})
+    run = await finished(engine, (await engine.invoke("hostile")).id)
+    assert run.status == "completed", run.error
+    since, status, limit = run.output
+    assert "since must be epoch seconds" in since
+    assert "status must be a string" in status
+    assert "limit must be an integer from 1 to 200" in limit

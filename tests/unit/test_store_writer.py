@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from engine.sql_store import SqlStore
+from engine.records import Run
+from engine.sql_store import SqlStore, _restorer
 from engine.sqlite import SqliteBackend
 from engine.store_writer import StoreWriter
 
@@ -39,5 +40,39 @@ def test_a_failing_write_in_a_batch_does_not_undo_the_others(tmp_path: Path) -> 
         bad.result(5)
     with engine.connect() as connection:
         assert [row[0] for row in connection.execute(text("SELECT k FROM t ORDER BY k"))] == [1, 2, 3]
+    writer.close()
+    store.close()
+
+
+class FlakyBackend(SqliteBackend):
+    """SQLite, but a `Transient` error counts as a deadlock victim (retried whole)."""
+
+    def is_transient(self, error: BaseException) -> bool:
+        return isinstance(error, Transient)
+
+
+class Transient(Exception):
+    pass
+
+
+def test_a_transient_failure_reruns_the_whole_batch_from_fresh_inputs(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    store = SqlStore(url)
+    store.migrate()
+    writer = StoreWriter(store.sa_engine, FlakyBackend(url))
+    run = Run("run_1", "s", 1, "event", "queued", {"name": "e"}, 1.0, 1.0)
+    restore = _restorer([run])
+    attempts: list[str] = []
+
+    def write(connection: object) -> str:
+        restore()
+        attempts.append(run.status)  # what this attempt starts from
+        run.status = "skipped"  # a decision the attempt marks on its input
+        if len(attempts) == 1:
+            raise Transient("deadlock detected")
+        return run.status
+
+    assert writer.call(write) == "skipped"
+    assert attempts == ["queued", "queued"]  # the retry did not start from the undone mark
     writer.close()
     store.close()

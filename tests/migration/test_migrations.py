@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -47,3 +48,25 @@ def test_upgrade_on_start_keeps_data_and_is_idempotent(url: str) -> None:
 
 def test_the_fast_path_head_is_alembics_head() -> None:
     assert migrate.head_revision() == migrate.HEAD  # a new migration must move HEAD too
+
+
+def test_processes_starting_together_on_a_new_database_migrate_in_turn(url: str) -> None:
+    stores = [SqlStore(url) for _ in range(3)]
+    barrier, failures = threading.Barrier(len(stores)), []
+
+    def start(store: SqlStore) -> None:
+        barrier.wait()
+        try:
+            store.migrate()
+        except Exception as exc:  # the failure this test exists to catch
+            failures.append(exc)
+
+    threads = [threading.Thread(target=start, args=(store,)) for store in stores]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert failures == []
+    assert migrate.current_revision(stores[0].sa_engine) == migrate.HEAD
+    for store in stores:
+        store.close()

@@ -15,7 +15,7 @@ from urllib.parse import parse_qs
 from mcp.server.transport_security import TransportSecuritySettings
 from starlette.applications import Starlette
 from starlette.middleware.trustedhost import TrustedHostMiddleware
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from engine import InvalidInput
 from mcp_server.config import Settings
@@ -23,6 +23,7 @@ from mcp_server.dashboard import Dashboard
 from mcp_server.server import EngineHolder, build_server
 
 LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
+MAX_BODY_BYTES = 4 * 1024 * 1024  # a tool call's largest legitimate body is ~1.5 MiB (code, escaped)
 
 
 class BearerToken:
@@ -71,6 +72,53 @@ class BearerToken:
         await send({"type": "http.response.body", "body": b""})
 
 
+class BodyLimit:
+    """ASGI middleware: 413 for a request body over `limit` bytes, by its Content-Length at once,
+    or as soon as a chunked body passes the limit; the body is never buffered beyond it."""
+
+    def __init__(self, app: ASGIApp, limit: int = MAX_BODY_BYTES) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length", b"0")
+        if declared.isdigit() and int(declared) > self.limit:
+            await _too_large(send, self.limit)
+            return
+        seen, started = 0, False
+
+        async def bounded_receive() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    raise _BodyTooLarge
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, bounded_receive, tracking_send)
+        except _BodyTooLarge:
+            if not started:
+                await _too_large(send, self.limit)
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+async def _too_large(send: Send, limit: int) -> None:
+    await _json_error(send, 413, f"request body over the limit of {limit} bytes")
+
+
 def _cookie(header: str, name: str) -> str | None:
     """One cookie's value, read leniently (other cookies of any shape are skipped, not errors)."""
     for part in header.split(";"):
@@ -81,9 +129,15 @@ def _cookie(header: str, name: str) -> str | None:
 
 
 async def _refuse(send: Send, message: str) -> None:
+    await _json_error(send, 401, message, [(b"www-authenticate", b"Bearer")])
+
+
+async def _json_error(
+    send: Send, status: int, message: str, headers: list[tuple[bytes, bytes]] | None = None
+) -> None:
     body = json.dumps({"error": message}).encode()
-    headers = [(b"content-type", b"application/json"), (b"www-authenticate", b"Bearer")]
-    await send({"type": "http.response.start", "status": 401, "headers": headers})
+    start = [(b"content-type", b"application/json"), *(headers or [])]
+    await send({"type": "http.response.start", "status": status, "headers": start})
     await send({"type": "http.response.body", "body": body})
 
 
@@ -111,4 +165,5 @@ def build_http_app(settings: Settings, host: str, port: int) -> Starlette:
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=allowed)
     if settings.token:
         app.add_middleware(BearerToken, token=settings.token)
+    app.add_middleware(BodyLimit)  # outermost: nothing reads an oversized body
     return app

@@ -100,6 +100,28 @@ def test_the_dashboard_needs_the_token_too_and_a_browser_logs_in_for_a_cookie(ht
     assert httpx.get(f"{http_server}/runs", headers=messy).status_code == 200  # others skipped
 
 
+def test_request_bodies_over_the_limit_are_refused_with_413(http_server: str) -> None:
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    huge = b"x" * (4 * 1024 * 1024 + 1)
+    declared = httpx.post(f"{http_server}/mcp", content=huge, headers=auth)
+    assert declared.status_code == 413 and "over the limit" in declared.json()["error"]
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: counted as it arrives
+        for _ in range(5):
+            yield b"y" * (1024 * 1024)
+
+    json_headers = {
+        **auth,
+        "Content-Type": "application/json",
+        "Accept": "application/json, text/event-stream",
+    }
+    streamed = httpx.post(f"{http_server}/mcp", content=chunks(), headers=json_headers)
+    assert streamed.status_code == 413
+    form = {**auth, "Origin": http_server, "Content-Type": "application/x-www-form-urlencoded"}
+    edited = httpx.post(f"{http_server}/skills/calc/update", content=chunks(), headers=form)
+    assert edited.status_code in (400, 413)  # Starlette caps a form field at 1 MiB before us
+
+
 def test_binding_beyond_loopback_needs_a_token(tmp_path: Path) -> None:
     command = serve_command(tmp_path, "--host", "0.0.0.0")
     result = subprocess.run(command, capture_output=True, text=True, timeout=30, env={"PATH": ""})

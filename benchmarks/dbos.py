@@ -15,7 +15,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from benchmarks.memory import PeakRss
+from benchmarks.memory import PeakMemory
 from benchmarks.workloads import RUN_TIMEOUT_SECONDS, WorkloadFailed
 
 READY_TIMEOUT_S = 60.0
@@ -35,7 +35,7 @@ def _run(workload: str, arg: str, folder: str) -> dict[str, Any]:
     sampled from here and added as `peak_mb`."""
     command = [sys.executable, "-m", "benchmarks.dbos_runner", workload, arg, str(Path(folder) / "dbos.db")]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    with PeakRss(process.pid) as peak:
+    with PeakMemory(process.pid) as peak:
         stdout, stderr = process.communicate(timeout=RUN_TIMEOUT_SECONDS)
     if process.returncode != 0 or not stdout.strip():
         raise WorkloadFailed(f"DBOS {workload} failed: {stderr[-2000:]}")
@@ -48,7 +48,7 @@ class Dbos:
     name = "dbos"
 
     def __init__(self) -> None:
-        self.last_peak_rss_mb: float | None = None
+        self.last_peak_mb: float | None = None
 
     async def _workload(self, workload: str, arg: object) -> dict[str, Any]:
         with tempfile.TemporaryDirectory(prefix="dbos-bench-") as folder:
@@ -59,7 +59,7 @@ class Dbos:
 
     async def throughput_runs_per_s(self, runs: int) -> float:
         found = await self._workload("throughput", runs)
-        self.last_peak_rss_mb = float(found["peak_mb"])
+        self.last_peak_mb = float(found["peak_mb"])
         return float(found["throughput_runs_per_s"])
 
     async def keyed_throughput_runs_per_s(self, runs: int) -> float:

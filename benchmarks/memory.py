@@ -47,8 +47,8 @@ def tree_mb(root: int) -> float:
     return total / 1024
 
 
-class PeakRss:
-    """`with PeakRss() as peak: ...` then `peak.mb`."""
+class PeakMemory:
+    """`with PeakMemory() as peak: ...` then `peak.mb`."""
 
     def __init__(self, root: int | None = None) -> None:
         self.root = root or os.getpid()
@@ -56,7 +56,7 @@ class PeakRss:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
 
-    def __enter__(self) -> PeakRss:
+    def __enter__(self) -> PeakMemory:
         self._thread.start()
         return self
 

@@ -47,7 +47,7 @@ class Contender(Protocol):
 
     async def recovery(self) -> tuple[float, int]: ...
 
-    last_peak_rss_mb: float | None
+    last_peak_mb: float | None
 
 
 @dataclass
@@ -86,8 +86,8 @@ async def measure_once(contender: Contender, sizes: Sizes, samples: Samples) -> 
     name = contender.name
     samples.add("step_overhead_ms", name, await contender.step_overhead_ms(sizes.steps))
     samples.add("throughput_runs_per_s", name, await contender.throughput_runs_per_s(sizes.runs))
-    if contender.last_peak_rss_mb is not None:
-        samples.add("peak_rss_mb", name, contender.last_peak_rss_mb)
+    if contender.last_peak_mb is not None:
+        samples.add("peak_rss_mb", name, contender.last_peak_mb)
     latencies = await contender.start_latencies_ms(sizes.latency_samples)
     samples.add("start_latency_p50_ms", name, statistics.median(latencies))
     samples.add("start_latency_p99_ms", name, percentile(latencies, 99))

@@ -14,7 +14,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from benchmarks.memory import PeakRss
+from benchmarks.memory import PeakMemory
 from engine import Engine, SqlStore
 from engine.records import Run
 
@@ -52,14 +52,14 @@ class Stepkeeper:
             return (ended_at(run) - sent_at) * 1000 / steps
 
     def __init__(self) -> None:
-        self.last_peak_rss_mb: float | None = None
+        self.last_peak_mb: float | None = None
 
     async def throughput_runs_per_s(self, runs: int) -> float:
         """Runs of 5 steps completed per second, all sent as events at once; the peak memory of
-        the engine and its sandbox processes during it is kept in `last_peak_rss_mb`."""
-        with PeakRss() as peak:
+        the engine and its sandbox processes during it is kept in `last_peak_mb`."""
+        with PeakMemory() as peak:
             found = await self._throughput(runs, {})
-        self.last_peak_rss_mb = peak.mb
+        self.last_peak_mb = peak.mb
         return found
 
     async def keyed_throughput_runs_per_s(self, runs: int) -> float:

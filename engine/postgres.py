@@ -43,6 +43,7 @@ def sqlalchemy_url(url: str) -> str:
 
 class PostgresBackend:
     name = "postgresql"
+    notifies = True
 
     def __init__(self, url: str) -> None:
         self.url = sqlalchemy_url(url)

@@ -24,6 +24,7 @@ Listener = Callable[[set[str]], None]
 
 class SqlBackend(Protocol):
     name: str
+    notifies: bool  # whether `announce` reaches other processes
 
     def engines(self) -> tuple[Engine, Engine]:
         """(readers, the writer): readers never hold a write lock across statements."""

@@ -20,12 +20,10 @@ from engine import migrate
 from engine import sql_writes as writes
 from engine.errors import InvalidInput, SkillExists, SkillNotFound, StoreUnavailable
 from engine.flow import Slot, SlotsOf
-from engine.jsonutil import dumps, loads
+from engine.jsonutil import dumps
 from engine.records import (
     PENDING_STEP,
     Attempt,
-    Event,
-    EventRoute,
     LogLine,
     Run,
     RunPage,
@@ -34,12 +32,10 @@ from engine.records import (
     Step,
     StepCommit,
     StepResolution,
-    Wait,
 )
 from engine.schema import (
     ALL_TABLES,
     attempts,
-    events,
     run_logs,
     runs,
     skills,
@@ -48,13 +44,13 @@ from engine.schema import (
 )
 from engine.sql_backend import EVENTS, WORK, Listener, backend_for
 from engine.sql_cancel import cancel_runs
+from engine.sql_events import SqlEvents
 from engine.sql_flow import SqlFlow
 from engine.sql_loops import SqlLoops
 from engine.sql_stats import SqlStats
 from engine.store_rows import (
     attempt_from_row,
     attempt_to_row,
-    event_from_row,
     log_from_row,
     log_to_row,
     run_from_row,
@@ -92,7 +88,7 @@ def _admitted(
     return chosen
 
 
-class SqlStore(SqlLoops, SqlStats, SqlFlow):
+class SqlStore(SqlEvents, SqlLoops, SqlStats, SqlFlow):
     """`engine.store.Store` on SQLite or PostgreSQL."""
 
     def __init__(self, url: str) -> None:
@@ -235,80 +231,6 @@ class SqlStore(SqlLoops, SqlStats, SqlFlow):
             .where(skills.c.deleted_at.is_(None))
         )
         return [version_from_row(row) for row in self._read(statement)]
-
-    # events ------------------------------------------------------------------------------
-
-    def append_events(
-        self, new_events: list[Event], routes: list[EventRoute] | None = None, now: float = 0.0
-    ) -> list[bool]:
-        restore = _restorer([run for route in routes or [] for run in route.new_runs])
-
-        def write(connection: Connection) -> list[bool]:
-            restore()  # a retried transaction decides afresh, not from the undone attempt's marks
-            inserted = [writes.insert_event(connection, item) for item in new_events]
-            for is_new, route in zip(inserted, routes or [], strict=False):
-                if is_new:
-                    writes.apply_route(connection, route, now)
-            if any(inserted):
-                announce(connection, WORK if routes else EVENTS)
-            return inserted
-
-        return self._write().call(write, serial=True)  # gates and slots decide from stored runs
-
-    def pending_events(self, limit: int) -> list[Event]:
-        statement = (
-            select(events).where(events.c.processed_at.is_(None)).order_by(events.c.received_at).limit(limit)
-        )
-        return [event_from_row(row) for row in self._read(statement)]
-
-    def get_events(self, ids: list[str]) -> list[Event]:
-        if not ids:
-            return []
-        rows = self._read(select(events).where(events.c.id.in_(ids)))
-        by_id = {row["id"]: event_from_row(row) for row in rows}
-        return [by_id[i] for i in ids if i in by_id]
-
-    def list_events(self, name: str | None, limit: int) -> list[Event]:
-        statement = select(events).order_by(events.c.received_at.desc()).limit(limit)
-        if name is not None:
-            statement = statement.where(events.c.name == name)
-        return [event_from_row(row) for row in self._read(statement)]
-
-    def waits_for(self, event_names: set[str]) -> list[Wait]:
-        if not event_names:
-            return []
-        statement = (
-            select(steps.c.run_id, steps.c.key, steps.c.wait_event, steps.c.wait_if, runs.c.event)
-            .join(runs, runs.c.id == steps.c.run_id)
-            .where(steps.c.wait_event.in_(sorted(event_names)), steps.c.status == "waiting")
-            .order_by(steps.c.created_at)
-        )
-        return [
-            Wait(
-                run_id=row["run_id"],
-                key=row["key"],
-                event_name=row["wait_event"],
-                condition=row["wait_if"],
-                run_event=loads(row["event"]),
-            )
-            for row in self._read(statement)
-        ]
-
-    def apply_events(self, routes: list[EventRoute], now: float) -> list[bool]:
-        restore = _restorer([run for route in routes for run in route.new_runs])
-
-        def write(connection: Connection) -> list[bool]:
-            restore()
-            applied = [writes.apply_route(connection, route, now) for route in routes]
-            if any(applied):
-                announce(connection, WORK)
-            return applied
-
-        return self._write().call(write, serial=True)
-
-    def runs_for_event(self, event_id: str) -> list[str]:
-        rows = self._read(select(runs.c.id).where(runs.c.event_id == event_id).order_by(runs.c.created_at))
-        return [row["id"] for row in rows]
 
     # runs --------------------------------------------------------------------------------
 
@@ -507,8 +429,9 @@ class SqlStore(SqlLoops, SqlStats, SqlFlow):
             if resolution is not None:
                 writes.resolve_step(connection, resolution, now)
             writes.insert_runs(connection, new_runs or [])
-            if resolution is not None or new_runs or writes.held_a_slot(connection, run_id):
+            if resolution is not None or new_runs:
                 announce(connection, WORK)
+            writes.announce_freed_slot(connection, run_id)
             return True
 
         return self._write().call(write)
@@ -604,19 +527,6 @@ class SqlStore(SqlLoops, SqlStats, SqlFlow):
                 table.name: connection.execute(select(func.count()).select_from(table)).scalar_one()
                 for table in ALL_TABLES
             }
-
-
-def _restorer(runs: list[Run]) -> Callable[[], None]:
-    """Routing marks the runs it is given (skipped, queued instead of claimed...), and callers
-    read those marks after the write; a transaction that is retried must start from the runs as
-    they were, so this puts them back."""
-    saved = [(run, dict(run.__dict__)) for run in runs]
-
-    def restore() -> None:
-        for run, state in saved:
-            run.__dict__.update(state)
-
-    return restore
 
 
 def _encode_cursor(created_at: float, run_id: str) -> str:

@@ -14,7 +14,7 @@ from engine.sql_backend import WORK
 from engine.sql_cancel import cancel_runs
 from engine.sql_gates import store_gated_runs
 from engine.store_rows import event_to_row, run_to_row, step_to_row
-from engine.store_writer import announce
+from engine.store_writer import announce, announcing
 
 
 def insert_event(connection: Connection, item: Event) -> bool:
@@ -191,15 +191,17 @@ def owns(connection: Connection, run_id: str, owner: str) -> bool:
 
 def release(connection: Connection, run_id: str, *, status: str, wake_at: float | None, now: float) -> None:
     connection.execute(_RELEASE, {"run_id": run_id, "status": status, "wake_at": wake_at, "now": now})
-    if held_a_slot(connection, run_id):
-        announce(connection, WORK)  # its slot is free: a run queued behind it may start elsewhere
+    announce_freed_slot(connection, run_id)
 
 
 _HELD_A_SLOT = select(run_slots.c.run_id).where(run_slots.c.run_id == bindparam("run_id")).limit(1)
 
 
-def held_a_slot(connection: Connection, run_id: str) -> bool:
-    return connection.execute(_HELD_A_SLOT, {"run_id": run_id}).first() is not None
+def announce_freed_slot(connection: Connection, run_id: str) -> None:
+    """A run that stops running frees its concurrency slots: a run queued behind it may start in
+    another process. Looked up only where announcements reach anyone (not on SQLite's hot path)."""
+    if announcing(connection) and connection.execute(_HELD_A_SLOT, {"run_id": run_id}).first():
+        announce(connection, WORK)
 
 
 def write_step(connection: Connection, step: Step, *, replaces: bool) -> None:

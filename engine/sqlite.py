@@ -47,6 +47,7 @@ class SqliteBackend:
     (other processes' work is found by the scheduler's poll)."""
 
     name = "sqlite"
+    notifies = False
 
     def __init__(self, url: str) -> None:
         self.url = url

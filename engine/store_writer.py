@@ -30,6 +30,7 @@ T = TypeVar("T")
 MAX_BATCH = 128
 TRANSIENT_RETRIES = 8
 ANNOUNCED = "stepkeeper.announced"
+NOTIFIES = "stepkeeper.notifies"
 
 WriteFn = Callable[[Connection], Any]
 Item = tuple[WriteFn, "Future[Any]", bool]
@@ -38,6 +39,11 @@ Item = tuple[WriteFn, "Future[Any]", bool]
 def announce(connection: Connection, kind: str) -> None:
     """Have this write transaction tell other processes, once committed, what it changed."""
     connection.info.setdefault(ANNOUNCED, set()).add(kind)
+
+
+def announcing(connection: Connection) -> bool:
+    """Whether announcements reach other processes (worth a query to decide one)."""
+    return bool(connection.info.get(NOTIFIES))
 
 
 class StoreWriter:
@@ -125,6 +131,7 @@ class StoreWriter:
     ) -> list[tuple[Future[Any], Any, BaseException | None]]:
         results: list[tuple[Future[Any], Any, BaseException | None]] = []
         connection.info.pop(ANNOUNCED, None)
+        connection.info[NOTIFIES] = self._backend.notifies
         with connection.begin():
             if any(serial for _, _, serial in batch):
                 self._backend.serialize(connection)

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from mcp_server.loopback import reply_json, serve
 
 METRICS = {
     "api": {"error_rate": 0.07, "p99_ms": 840},
@@ -45,20 +47,14 @@ class DemoEndpoint:
                     self._answer(404, {"error": "no such page"})
 
             def _answer(self, status: int, payload: Any) -> None:
-                data = json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                reply_json(self, status, payload)
 
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = serve(Handler)
         self.allow = f"127.0.0.1:{self.server.server_address[1]}"
         self.base = f"http://{self.allow}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def close(self) -> None:
         self.server.shutdown()

@@ -15,7 +15,7 @@ import pytest
 
 from engine import Engine, ManualClock, SqlStore
 from engine.records import FINAL_STATUSES, Run
-from tests.support.postgres import database_url
+from tests.support.postgres import BACKENDS, database_url
 from tests.support.recorder import Recorder
 
 
@@ -39,6 +39,13 @@ def db_url(tmp_path: Path) -> Iterator[str]:
     """A new database per test: a SQLite file, or with `STEPKEEPER_TEST_BACKEND=postgresql` a
     fresh schema on the machine's PostgreSQL (to run the whole suite on that backend)."""
     with database_url(os.environ.get("STEPKEEPER_TEST_BACKEND", "sqlite"), tmp_path) as url:
+        yield url
+
+
+@pytest.fixture(params=BACKENDS)
+def shared_db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A new database on each backend in turn, for tests of what several processes share."""
+    with database_url(request.param, tmp_path) as url:
         yield url
 
 

@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 
 from engine import Engine, SqlStore
-from tests.support.postgres import database_url
 
 pytestmark = pytest.mark.slow
 SKILL = "def handler(ctx, step):\n    return step.run('tick', lambda: ctx.event['ts'])\n"
@@ -25,15 +24,9 @@ def start_worker(db_url: str, log: Path) -> subprocess.Popen[bytes]:
         return subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT)
 
 
-@pytest.mark.parametrize(("backend", "count"), [("sqlite", 2), ("postgresql", 3)])
-async def test_workers_fire_each_tick_of_a_per_second_loop_once(
-    backend: str, count: int, tmp_path: Path
-) -> None:
-    with database_url(backend, tmp_path) as db_url:
-        await fire_ticks_with_workers(db_url, count, tmp_path)
-
-
-async def fire_ticks_with_workers(db_url: str, count: int, tmp_path: Path) -> None:
+async def test_workers_fire_each_tick_of_a_per_second_loop_once(shared_db_url: str, tmp_path: Path) -> None:
+    db_url = shared_db_url
+    count = 3 if db_url.startswith("postgresql") else 2
     offline = Engine(SqlStore(db_url))  # never started: it only stores and reads
     await offline.create_skill("tick", SKILL)
     workers = [start_worker(db_url, tmp_path / f"worker-{n}.log") for n in range(count)]

@@ -14,7 +14,6 @@ from mcp import Client
 from mcp.client.stdio import StdioServerParameters
 from mcp.shared.exceptions import MCPDeprecationWarning
 
-from tests.support.postgres import BACKENDS, database_url
 from tests.support.recorder import Recorder
 
 pytestmark = pytest.mark.slow
@@ -109,16 +108,10 @@ async def test_bad_input_gets_specific_tool_errors_and_changes_nothing(tmp_path:
         assert (await call(session, "list_loops", {}))["loops"] == []
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
 async def test_two_stdio_servers_on_one_database_run_each_step_once(
-    tmp_path: Path, recorder: Recorder, backend: str
+    tmp_path: Path, recorder: Recorder, shared_db_url: str
 ) -> None:
-    with database_url(backend, tmp_path) as url:
-        await two_servers_run_each_step_once(tmp_path, recorder, url)
-
-
-async def two_servers_run_each_step_once(tmp_path: Path, recorder: Recorder, url: str) -> None:
-    env = {"STEPKEEPER_HTTP_ALLOW": recorder.allow, "STEPKEEPER_DATABASE_URL": url}
+    env = {"STEPKEEPER_HTTP_ALLOW": recorder.allow, "STEPKEEPER_DATABASE_URL": shared_db_url}
     code = """
 def handler(ctx, step):
     n = ctx.event["data"]["n"]

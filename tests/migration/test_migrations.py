@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
-from pathlib import Path
 
-import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
@@ -14,17 +11,10 @@ from engine import migrate
 from engine.records import Run
 from engine.schema import metadata
 from engine.sql_store import SqlStore
-from tests.support.postgres import BACKENDS, database_url
 
 
-@pytest.fixture(params=BACKENDS)
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    with database_url(request.param, tmp_path) as url:
-        yield url
-
-
-def test_migrations_produce_the_declared_schema(url: str) -> None:
-    store = SqlStore(url)
+def test_migrations_produce_the_declared_schema(shared_db_url: str) -> None:
+    store = SqlStore(shared_db_url)
     store.migrate()
     with store.sa_engine.connect() as connection:
         differences = compare_metadata(MigrationContext.configure(connection), metadata)
@@ -32,13 +22,13 @@ def test_migrations_produce_the_declared_schema(url: str) -> None:
     assert differences == []
 
 
-def test_upgrade_on_start_keeps_data_and_is_idempotent(url: str) -> None:
-    old = SqlStore(url)
+def test_upgrade_on_start_keeps_data_and_is_idempotent(shared_db_url: str) -> None:
+    old = SqlStore(shared_db_url)
     migrate.upgrade(old.sa_engine, "0001")  # the first released schema
     old.create_runs([Run("run_1", "s", 1, "invoke", "completed", {"name": "e"}, 1.0, 1.0, output=[1, 2])])
     old.close()
 
-    current = SqlStore(url)
+    current = SqlStore(shared_db_url)
     current.migrate()
     current.migrate()
     assert migrate.current_revision(current.sa_engine) == migrate.head_revision()
@@ -50,8 +40,8 @@ def test_the_fast_path_head_is_alembics_head() -> None:
     assert migrate.head_revision() == migrate.HEAD  # a new migration must move HEAD too
 
 
-def test_processes_starting_together_on_a_new_database_migrate_in_turn(url: str) -> None:
-    stores = [SqlStore(url) for _ in range(3)]
+def test_processes_starting_together_on_a_new_database_migrate_in_turn(shared_db_url: str) -> None:
+    stores = [SqlStore(shared_db_url) for _ in range(3)]
     barrier, failures = threading.Barrier(len(stores)), []
 
     def start(store: SqlStore) -> None:

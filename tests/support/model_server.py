@@ -11,8 +11,10 @@ import json
 import threading
 import time
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from mcp_server.loopback import reply_json, serve
 
 
 @dataclass
@@ -54,20 +56,13 @@ class ModelServer:
                     payload = openai_payload(body, reply)
                 else:
                     reply, payload = Reply(status=404), {"error": {"message": f"no route {self.path}"}}
-                data = json.dumps(payload).encode()
-                self.send_response(reply.status)
-                for name, value in {"Content-Type": "application/json", **reply.headers}.items():
-                    self.send_header(name, value)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                reply_json(self, reply.status, payload, reply.headers)
 
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = serve(Handler)
         self.base = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def calls(self, path: str | None = None) -> list[Request]:
         with self._lock:

@@ -9,7 +9,8 @@ import pytest
 from sqlalchemy import text
 
 from engine.records import Run
-from engine.sql_store import SqlStore, _restorer
+from engine.sql_events import _restorer
+from engine.sql_store import SqlStore
 from engine.sqlite import SqliteBackend
 from engine.store_writer import StoreWriter
 

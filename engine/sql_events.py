@@ -1,0 +1,110 @@
+"""The store's statements for events, mixed into `SqlStore`: storing them, routing them (the
+runs they start, the waits they end) in the same transaction, and reading them back."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.engine import Connection
+
+from engine import sql_writes as writes
+from engine.jsonutil import loads
+from engine.records import Event, EventRoute, Run, Wait
+from engine.schema import events, runs, steps
+from engine.sql_backend import EVENTS, WORK
+from engine.store_rows import event_from_row
+from engine.store_writer import announce
+
+
+class SqlEvents:
+    """Needs `_read(statement)` and `_write()` (a StoreWriter) from the class it is mixed into."""
+
+    _read: Callable[[Any], list[Any]]
+    _write: Callable[[], Any]
+
+    def append_events(
+        self, new_events: list[Event], routes: list[EventRoute] | None = None, now: float = 0.0
+    ) -> list[bool]:
+        restore = _restorer([run for route in routes or [] for run in route.new_runs])
+
+        def write(connection: Connection) -> list[bool]:
+            restore()  # a retried transaction decides afresh, not from the undone attempt's marks
+            inserted = [writes.insert_event(connection, item) for item in new_events]
+            for is_new, route in zip(inserted, routes or [], strict=False):
+                if is_new:
+                    writes.apply_route(connection, route, now)
+            if any(inserted):
+                announce(connection, WORK if routes else EVENTS)
+            return inserted
+
+        return self._write().call(write, serial=True)  # gates and slots decide from stored runs
+
+    def pending_events(self, limit: int) -> list[Event]:
+        statement = (
+            select(events).where(events.c.processed_at.is_(None)).order_by(events.c.received_at).limit(limit)
+        )
+        return [event_from_row(row) for row in self._read(statement)]
+
+    def get_events(self, ids: list[str]) -> list[Event]:
+        if not ids:
+            return []
+        rows = self._read(select(events).where(events.c.id.in_(ids)))
+        by_id = {row["id"]: event_from_row(row) for row in rows}
+        return [by_id[i] for i in ids if i in by_id]
+
+    def list_events(self, name: str | None, limit: int) -> list[Event]:
+        statement = select(events).order_by(events.c.received_at.desc()).limit(limit)
+        if name is not None:
+            statement = statement.where(events.c.name == name)
+        return [event_from_row(row) for row in self._read(statement)]
+
+    def waits_for(self, event_names: set[str]) -> list[Wait]:
+        if not event_names:
+            return []
+        statement = (
+            select(steps.c.run_id, steps.c.key, steps.c.wait_event, steps.c.wait_if, runs.c.event)
+            .join(runs, runs.c.id == steps.c.run_id)
+            .where(steps.c.wait_event.in_(sorted(event_names)), steps.c.status == "waiting")
+            .order_by(steps.c.created_at)
+        )
+        return [
+            Wait(
+                run_id=row["run_id"],
+                key=row["key"],
+                event_name=row["wait_event"],
+                condition=row["wait_if"],
+                run_event=loads(row["event"]),
+            )
+            for row in self._read(statement)
+        ]
+
+    def apply_events(self, routes: list[EventRoute], now: float) -> list[bool]:
+        restore = _restorer([run for route in routes for run in route.new_runs])
+
+        def write(connection: Connection) -> list[bool]:
+            restore()
+            applied = [writes.apply_route(connection, route, now) for route in routes]
+            if any(applied):
+                announce(connection, WORK)
+            return applied
+
+        return self._write().call(write, serial=True)
+
+    def runs_for_event(self, event_id: str) -> list[str]:
+        rows = self._read(select(runs.c.id).where(runs.c.event_id == event_id).order_by(runs.c.created_at))
+        return [row["id"] for row in rows]
+
+
+def _restorer(runs: list[Run]) -> Callable[[], None]:
+    """Routing marks the runs it is given (skipped, queued instead of claimed...), and callers
+    read those marks after the write; a transaction that is retried must start from the runs as
+    they were, so this puts them back."""
+    saved = [(run, dict(run.__dict__)) for run in runs]
+
+    def restore() -> None:
+        for run, state in saved:
+            run.__dict__.update(state)
+
+    return restore

@@ -3,6 +3,7 @@
 from engine.clock import Clock, ManualClock, SystemClock
 from engine.engine import Engine, Registration, SendResult, SkillDetails
 from engine.errors import (
+    BacklogFull,
     CompileFailed,
     InvalidInput,
     InvalidState,
@@ -18,6 +19,7 @@ from engine.records import Loop
 from engine.sql_store import SqlStore
 
 __all__ = [
+    "BacklogFull",
     "Clock",
     "CompileFailed",
     "Engine",

@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+MAX_MESSAGE_CHARS = 1000
+
 
 class StepkeeperError(Exception):
-    """Base of every error the engine reports to a caller."""
+    """Base of every error the engine reports to a caller.
+
+    Messages quote the caller's input; one over `MAX_MESSAGE_CHARS` (a 300 KB name, say) keeps
+    its start and its end, where the hint is, so a refusal never echoes a huge input whole."""
 
     code = "error"
+
+    def __init__(self, message: object = "", *args: object) -> None:
+        if isinstance(message, str) and len(message) > MAX_MESSAGE_CHARS:
+            half = MAX_MESSAGE_CHARS // 2
+            left_out = len(message) - 2 * half
+            message = f"{message[:half]}…({left_out} characters left out)…{message[-half:]}"
+        super().__init__(message, *args)
 
 
 class InvalidInput(StepkeeperError):
@@ -77,3 +89,31 @@ class StoreUnavailable(StepkeeperError):
     """The database could not be reached or written (locked, full, corrupt)."""
 
     code = "store_unavailable"
+
+
+class BacklogFull(StepkeeperError):
+    """Too much accepted work is waiting to start; the producer should retry later."""
+
+    code = "backlog_full"
+
+    def __init__(self, waiting: int, limit: int, retry_after: float) -> None:
+        super().__init__(
+            f"{waiting} queued runs and unrouted events are waiting (limit {limit}, "
+            f"STEPKEEPER_MAX_BACKLOG); nothing was stored: retry after {retry_after:g} s"
+        )
+        self.retry_after = retry_after
+
+
+class StoreBusy(StoreUnavailable):
+    """Another connection or process held the database's write lock past the busy timeout."""
+
+
+class StoreFull(StoreUnavailable):
+    """The disk (or the quota) holding the database is full."""
+
+
+class CorruptRecord(StepkeeperError):
+    """A stored value the engine reads back is not what it wrote (e.g. not valid JSON); retrying
+    cannot help, so the run it belongs to fails with this error and the others go on."""
+
+    code = "corrupt_record"

@@ -8,7 +8,7 @@ from typing import Any
 
 from engine import flow, limits
 from engine.activation import ActivationHost
-from engine.errors import InvalidInput, StoreUnavailable
+from engine.errors import CorruptRecord, InvalidInput, StoreUnavailable
 from engine.flow import Slot
 from engine.ids import new_id
 from engine.jsonutil import encode_limited
@@ -75,8 +75,16 @@ class Executor:
         `fresh`: the run was created and claimed by this engine a moment ago, so it has no
         history to load.
         """
-        steps, failed = ([], {}) if fresh else self._history(run)
-        version = self._version(run.function, run.version)
+        try:
+            steps, failed = ([], {}) if fresh else self._history(run)
+            version = self._version(run.function, run.version)
+        except CorruptRecord as exc:  # retrying cannot mend it: the run fails, naming the record
+            log.error("run %s cannot go on: %s", run.id, exc)
+            self._finish(run, "failed", error={"type": "CorruptRecord", "message": str(exc)})
+            return
+        except StoreUnavailable:  # the fault may pass: back to the queue
+            self._give_back(run)
+            return
         if version is None:
             self._finish(
                 run,

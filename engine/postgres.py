@@ -44,6 +44,7 @@ def sqlalchemy_url(url: str) -> str:
 class PostgresBackend:
     name = "postgresql"
     notifies = True
+    busy_seconds: float | None = None  # the server's lock_timeout decides (none by default)
 
     def __init__(self, url: str) -> None:
         self.url = sqlalchemy_url(url)

@@ -75,7 +75,7 @@ class SqlEvents:
                 key=row["key"],
                 event_name=row["wait_event"],
                 condition=row["wait_if"],
-                run_event=loads(row["event"]),
+                run_event=_trigger(row),
             )
             for row in self._read(statement)
         ]
@@ -108,3 +108,12 @@ def _restorer(runs: list[Run]) -> Callable[[], None]:
             run.__dict__.update(state)
 
     return restore
+
+
+def _trigger(row: Any) -> Any:
+    """The waiting run's trigger event, for its `if`; empty when the stored event is corrupt (the
+    wait then matches only conditions that do not look at it)."""
+    try:
+        return loads(row["event"])
+    except ValueError:
+        return {}

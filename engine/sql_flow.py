@@ -9,7 +9,7 @@ from sqlalchemy import and_, or_, select
 
 from engine.records import FINAL_STATUSES, Run
 from engine.schema import runs
-from engine.store_rows import run_from_row
+from engine.store_rows import readable_run
 
 MAX_OVERDUE_PER_PASS = 500
 
@@ -34,7 +34,7 @@ class SqlFlow:
             .where(runs.c.function == function, runs.c.status.not_in(FINAL_STATUSES), or_(*late))
             .limit(MAX_OVERDUE_PER_PASS)
         )
-        return [run_from_row(row) for row in self._read(statement)]
+        return [readable_run(row) for row in self._read(statement)]
 
     def unfinished_runs(self, function: str, limit: int) -> list[Run]:
         statement = (
@@ -43,4 +43,4 @@ class SqlFlow:
             .order_by(runs.c.created_at)
             .limit(limit)
         )
-        return [run_from_row(row) for row in self._read(statement)]
+        return [readable_run(row) for row in self._read(statement)]

@@ -18,7 +18,7 @@ from sqlalchemy.exc import DBAPIError
 
 from engine import migrate
 from engine import sql_writes as writes
-from engine.errors import InvalidInput, SkillExists, SkillNotFound, StoreUnavailable
+from engine.errors import CorruptRecord, InvalidInput, SkillExists, SkillNotFound, StoreUnavailable
 from engine.flow import Slot, SlotsOf
 from engine.jsonutil import dumps
 from engine.records import (
@@ -36,13 +36,14 @@ from engine.records import (
 from engine.schema import (
     ALL_TABLES,
     attempts,
+    events,
     run_logs,
     runs,
     skills,
     steps,
     versions,
 )
-from engine.sql_backend import EVENTS, WORK, Listener, backend_for
+from engine.sql_backend import EVENTS, WORK, Listener, backend_for, store_error
 from engine.sql_cancel import cancel_runs
 from engine.sql_events import SqlEvents
 from engine.sql_flow import SqlFlow
@@ -53,6 +54,7 @@ from engine.store_rows import (
     attempt_to_row,
     log_from_row,
     log_to_row,
+    readable_run,
     run_from_row,
     skill_from_row,
     step_from_row,
@@ -155,8 +157,11 @@ class SqlStore(SqlEvents, SqlLoops, SqlStats, SqlFlow):
         self._write_engine.dispose()
 
     def _read(self, statement: Any) -> list[Any]:
-        with self._engine.connect() as connection:
-            return list(connection.execute(statement).mappings())
+        try:
+            with self._engine.connect() as connection:
+                return list(connection.execute(statement).mappings())
+        except DBAPIError as exc:  # locked, I/O error: say so, as writes do
+            raise store_error(exc, "read", self._backend.busy_seconds) from None
 
     # skills ------------------------------------------------------------------------------
 
@@ -245,7 +250,7 @@ class SqlStore(SqlEvents, SqlLoops, SqlStats, SqlFlow):
 
     def get_run(self, run_id: str) -> Run | None:
         rows = self._read(select(runs).where(runs.c.id == run_id))
-        return run_from_row(rows[0]) if rows else None
+        return readable_run(rows[0]) if rows else None
 
     def list_runs(
         self,
@@ -274,14 +279,14 @@ class SqlStore(SqlEvents, SqlLoops, SqlStats, SqlFlow):
                 )
             )
         statement = statement.order_by(runs.c.created_at.desc(), runs.c.id.desc()).limit(limit + 1)
-        found = [run_from_row(row) for row in self._read(statement)]
+        found = [readable_run(row) for row in self._read(statement)]
         page, more = found[:limit], len(found) > limit
         next_cursor = _encode_cursor(page[-1].created_at, page[-1].id) if more and page else None
         return RunPage(runs=page, next_cursor=next_cursor)
 
     def children(self, run_id: str) -> list[Run]:
         rows = self._read(select(runs).where(runs.c.parent_run_id == run_id).order_by(runs.c.created_at))
-        return [run_from_row(row) for row in rows]
+        return [readable_run(row) for row in rows]
 
     def claim_due_runs(
         self, owner: str, now: float, lease_until: float, limit: int, slots_of: SlotsOf | None = None
@@ -294,7 +299,7 @@ class SqlStore(SqlEvents, SqlLoops, SqlStats, SqlFlow):
                 .limit(limit if slots_of is None else limit * 4 + CLAIM_LOOKAHEAD)
                 .with_for_update(skip_locked=True)  # another claimant's rows are its to take
             )
-            candidates = [run_from_row(row) for row in connection.execute(due).mappings()]
+            candidates = _decoded(connection, connection.execute(due).mappings().all(), now)
             if slots_of is None:
                 ids = [run.id for run in candidates]
             else:
@@ -521,12 +526,40 @@ class SqlStore(SqlEvents, SqlLoops, SqlStats, SqlFlow):
         rows = self._read(select(run_logs).where(run_logs.c.run_id == run_id).order_by(run_logs.c.id))
         return [log_from_row(row) for row in rows]
 
-    def table_counts(self) -> dict[str, int]:
+    def backlog_size(self) -> int:
+        """Work accepted but not started: queued runs and events not yet routed."""
         with self._engine.connect() as connection:
-            return {
-                table.name: connection.execute(select(func.count()).select_from(table)).scalar_one()
-                for table in ALL_TABLES
-            }
+            queued = connection.execute(
+                select(func.count()).select_from(runs).where(runs.c.status == "queued")
+            ).scalar_one()
+            unrouted = connection.execute(
+                select(func.count()).select_from(events).where(events.c.processed_at.is_(None))
+            ).scalar_one()
+        return int(queued) + int(unrouted)
+
+    def table_counts(self) -> dict[str, int]:
+        return {
+            table.name: self._read(select(func.count().label("n")).select_from(table))[0]["n"]
+            for table in ALL_TABLES
+        }
+
+
+def _decoded(connection: Connection, rows: list[Any], now: float) -> list[Run]:
+    """The due runs, except those whose stored record is corrupt: they fail here, with the
+    error naming the record, rather than stopping every claim (and so every run) for good."""
+    decoded = []
+    for row in rows:
+        try:
+            decoded.append(run_from_row(row))
+        except CorruptRecord as exc:
+            log.error("run %s cannot start: %s", row["id"], exc)
+            error = dumps({"type": "CorruptRecord", "message": str(exc)})
+            connection.execute(
+                update(runs)
+                .where(runs.c.id == row["id"], runs.c.status.in_(WAKEABLE))
+                .values(status="failed", error=error, ended_at=now, updated_at=now, wake_at=None)
+            )
+    return decoded
 
 
 def _encode_cursor(created_at: float, run_id: str) -> str:

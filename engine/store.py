@@ -142,6 +142,11 @@ class Store(Protocol):
         """Queue log lines for writing; they are committed with the run's next write or soon after."""
 
     def load_logs(self, run_id: str) -> list[LogLine]: ...
+
+    def backlog_size(self) -> int:
+        """Queued runs plus events not yet routed: what back-pressure limits."""
+        ...
+
     def table_counts(self) -> dict[str, int]: ...
 
     # loops (cron schedules)

@@ -5,12 +5,22 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from engine.errors import CorruptRecord
 from engine.jsonutil import dumps, loads
 from engine.records import Attempt, Event, LogLine, Loop, Run, Skill, SkillVersion, Step
 
 
 def _json_or_none(value: Any) -> str | None:
     return None if value is None else dumps(value)
+
+
+def _load(row: Mapping[str, Any], column: str, table: str, record: str) -> Any:
+    """A JSON column's value, or a `CorruptRecord` that names the record and the column: a
+    value that is not the JSON the engine wrote must stop its own run, not the engine."""
+    try:
+        return loads(row[column])
+    except (ValueError, TypeError) as exc:
+        raise CorruptRecord(f"{record} is corrupt: {table}.{column} is not valid JSON ({exc})") from None
 
 
 def skill_from_row(row: Mapping[str, Any]) -> Skill:
@@ -43,11 +53,15 @@ def version_from_row(row: Mapping[str, Any]) -> SkillVersion:
         version=row["version"],
         code=row["code"],
         description=row["description"],
-        triggers=loads(row["triggers"]),
-        config=loads(row["config"]),
+        triggers=_load(row, "triggers", "skill_versions", _version_name(row)),
+        config=_load(row, "config", "skill_versions", _version_name(row)),
         has_on_failure=bool(row["has_on_failure"]),
         created_at=row["created_at"],
     )
+
+
+def _version_name(row: Mapping[str, Any]) -> str:
+    return f"version {row['version']} of skill {row['name']!r}"
 
 
 def event_to_row(event: Event) -> dict[str, Any]:
@@ -66,7 +80,7 @@ def event_from_row(row: Mapping[str, Any]) -> Event:
     return Event(
         id=row["id"],
         name=row["name"],
-        data=loads(row["data"]),
+        data=_load(row, "data", "events", f"event {row['id']!r}"),
         ts=row["ts"],
         received_at=row["received_at"],
         processed_at=row["processed_at"],
@@ -87,8 +101,24 @@ def run_to_row(run: Run) -> dict[str, Any]:
 def run_from_row(row: Mapping[str, Any]) -> Run:
     values = dict(row)
     for name in _RUN_JSON:
-        values[name] = loads(values[name])
+        values[name] = _load(row, name, "runs", f"run {row['id']}")
     return Run(**values)
+
+
+def readable_run(row: Mapping[str, Any]) -> Run:
+    """The run for people to read even when a JSON column is corrupt: that column is left empty
+    and the run's error says what is wrong (the run itself is failed when it is next claimed)."""
+    try:
+        return run_from_row(row)
+    except CorruptRecord as exc:
+        values, problem = dict(row), {"type": "CorruptRecord", "message": str(exc)}
+        for name in _RUN_JSON:
+            try:
+                values[name] = loads(row[name])
+            except (ValueError, TypeError):
+                values[name] = {} if name == "event" else None
+        values["error"] = problem
+        return Run(**values)
 
 
 _STEP_JSON = ("input", "output", "error", "meta")
@@ -104,7 +134,7 @@ def step_to_row(step: Step) -> dict[str, Any]:
 def step_from_row(row: Mapping[str, Any]) -> Step:
     values = dict(row)
     for name in _STEP_JSON:
-        values[name] = loads(values[name])
+        values[name] = _load(row, name, "steps", f"step {row['key']!r} of run {row['run_id']}")
     return Step(**values)
 
 
@@ -116,7 +146,8 @@ def attempt_to_row(attempt: Attempt) -> dict[str, Any]:
 
 def attempt_from_row(row: Mapping[str, Any]) -> Attempt:
     values = dict(row)
-    values["error"] = loads(values["error"])
+    record = f"attempt {row['attempt']} of step {row['key']!r} of run {row['run_id']}"
+    values["error"] = _load(row, "error", "step_attempts", record)
     return Attempt(**values)
 
 
@@ -142,6 +173,6 @@ def loop_to_row(loop: Loop) -> dict[str, Any]:
 
 def loop_from_row(row: Mapping[str, Any]) -> Loop:
     values = dict(row)
-    values["data"] = loads(values["data"])
+    values["data"] = _load(row, "data", "schedules", f"loop {row['id']!r}")
     values["paused"] = bool(values["paused"])
     return Loop(**values)

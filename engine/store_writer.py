@@ -23,7 +23,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from engine.errors import StoreUnavailable
-from engine.sql_backend import SqlBackend
+from engine.sql_backend import SqlBackend, store_error
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -113,7 +113,7 @@ class StoreWriter:
                 if attempt < TRANSIENT_RETRIES and self._backend.is_transient(exc):
                     time.sleep(random.uniform(0, 0.002 * 2**attempt))
                     continue
-                error = _as_store_error(exc)
+                error = self._as_store_error(exc)
                 for _, future, _ in batch:
                     if not future.done():
                         future.set_exception(error)
@@ -161,9 +161,9 @@ class StoreWriter:
         savepoint.commit()
         return future, value, None
 
-
-def _as_store_error(exc: BaseException) -> BaseException:
-    if isinstance(exc, DBAPIError):
-        log.warning("store write failed: %s", exc.orig)
-        return StoreUnavailable(f"the database refused the write: {exc.orig}")
-    return exc
+    def _as_store_error(self, exc: BaseException) -> BaseException:
+        """A database fault becomes a `StoreUnavailable` that names it (locked, full, I/O)."""
+        if isinstance(exc, DBAPIError):
+            log.warning("store write failed: %s", exc.orig)
+            return store_error(exc, "write", self._backend.busy_seconds)
+        return exc

@@ -98,6 +98,9 @@ class ActivationHost:
         key = message.get("key")
         if key is not None and key not in self.steps and self.next_seq >= limits.MAX_STEPS_PER_RUN:
             return refuse(f"a run may have at most {limits.MAX_STEPS_PER_RUN} steps")
+        keyed_by_secret = self._secret_in("a step id", key)
+        if keyed_by_secret:
+            return refuse(keyed_by_secret)
         try:
             return handler(message)
         except StoreUnavailable as exc:  # not the skill's fault: end the activation, retry the run
@@ -177,6 +180,8 @@ class ActivationHost:
             return self._resuspend(pending)
         event_name = check_event_name(message.get("event"))
         condition = message.get("if")
+        self._no_secret("the awaited event's name", event_name)
+        self._no_secret("a wait condition", condition)
         if condition is not None:
             compile_expression(condition)
         timeout_at = self._deadline(message.get("timeout"))
@@ -201,7 +206,7 @@ class ActivationHost:
         skill = self.rt.store.get_skill(function)
         if skill is None:
             return refuse(f"step.invoke: skill {function!r} does not exist")
-        data = message.get("data") or {}
+        data = self.rt.redact(message.get("data") or {})  # stored as the child run's event
         encode_limited(data, limits.MAX_EVENT_DATA_BYTES, "invoke data")
         timeout_at = self._deadline(message.get("timeout"))
         now = self.rt.clock.now()
@@ -251,11 +256,15 @@ class ActivationHost:
         data = item.get("data") or {}
         if not isinstance(data, dict):
             raise InvalidInput("event data must be an object")
+        data = self.rt.redact(data)  # events are stored and shown: a receiver reads `secrets` itself
         encode_limited(data, limits.MAX_EVENT_DATA_BYTES, "event data")
-        event_id = item.get("id") or new_id("evt")
+        event_id = str(item.get("id") or new_id("evt"))
+        name = check_event_name(item.get("name"))
+        self._no_secret("an event's name", name)
+        self._no_secret("an event's id", event_id)
         return Event(
-            id=str(event_id),
-            name=check_event_name(item.get("name")),
+            id=event_id,
+            name=name,
             data=data,
             ts=now,
             received_at=now,
@@ -317,10 +326,26 @@ class ActivationHost:
         self.logs_written += 1
         text = self.rt.redact(str(message.get("message", ""))[: limits.MAX_LOG_MESSAGE_CHARS])
         level = message.get("level") if message.get("level") in ("info", "warning", "error") else "info"
-        key = message.get("key") if isinstance(message.get("key"), str) else None
+        key = self.rt.redact(message.get("key")) if isinstance(message.get("key"), str) else None
         self.rt.store.append_logs([LogLine(self.run.id, self.rt.clock.now(), level, text, step_key=key)])
 
     # helpers -------------------------------------------------------------------------------
+
+    def _secret_in(self, what: str, text: Any) -> str | None:
+        """A refusal when `text`, an id or name stored as it is (a key: no marker can replace
+        it), holds a secret's value; the message names the secret, never its value."""
+        name = self.rt.redact.secret_in(text)
+        if name is None:
+            return None
+        return (
+            f"{what} contains the value of secret {name!r}: secrets are kept out of the store, "
+            "so step ids, event names and ids and wait conditions may not hold them"
+        )
+
+    def _no_secret(self, what: str, text: Any) -> None:
+        refusal = self._secret_in(what, text)
+        if refusal:
+            raise InvalidInput(refusal)
 
     def _deadline(self, timeout: Any) -> float | None:
         if timeout is None:
@@ -331,7 +356,7 @@ class ActivationHost:
         key, now = message["key"], self.rt.clock.now()
         existing = self.steps.get(key)
         seq = existing.seq if existing is not None else self.next_seq
-        for name in ("output", "input", "error"):
+        for name in ("output", "input", "error", "meta"):
             if name in fields:
                 fields[name] = self.rt.redact(fields[name])
         if "input" in fields:

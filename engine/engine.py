@@ -7,6 +7,7 @@ import importlib
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from typing import Any, TypeVar
 
 from engine import flow, limits, loops
 from engine.ai_effect import AiEffect
+from engine.backlog import DEFAULT_MAX_BACKLOG, Backlog
 from engine.clock import Clock, SystemClock
 from engine.durations import parse_instant
 from engine.errors import (
@@ -105,6 +107,7 @@ class Engine(LoopsAndStats):
         secrets: dict[str, str] | None = None,
         workers: int = 2,
         llm: LlmSettings | None = None,
+        max_backlog: int | None = DEFAULT_MAX_BACKLOG,
     ) -> None:
         self.store = store
         self.runner = runner or ProcessRunner(warm=workers)  # `workers`: pre-forked, kept ready
@@ -126,6 +129,8 @@ class Engine(LoopsAndStats):
         self._io_pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="stepkeeper-io")
         self._migrated = False
         self._migrate_lock = asyncio.Lock()
+        # `max_backlog=None`: no back-pressure (an embedding program that paces itself).
+        self.backlog = Backlog(max_backlog, partial(self._io, self.store.backlog_size), time.monotonic)
 
     @property
     def owner(self) -> str:
@@ -296,6 +301,7 @@ class Engine(LoopsAndStats):
             raise InvalidInput(f"send 1 to {limits.MAX_EVENTS_PER_SEND} events at a time")
         now = self.clock.now()
         events = [self._event(item, now) for item in items]
+        await self.backlog.admit(len(events))
         started = await self._create_locally(
             lambda claim: append_and_route(self.store, events, now, claim),
             lambda done: {run_id for ids in done.values() for run_id in ids},
@@ -375,6 +381,7 @@ class Engine(LoopsAndStats):
         skill = await self._io(self.store.get_skill, name)
         if skill is None:
             raise SkillNotFound(name)
+        await self.backlog.admit(1)
         now = self.clock.now()
         run = self._new_run(
             name,

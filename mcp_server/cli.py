@@ -40,6 +40,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--llm-provider", help="anthropic or openai for step.ai (STEPKEEPER_LLM_PROVIDER)")
     parser.add_argument("--llm-model", help="the model step.ai calls (STEPKEEPER_LLM_MODEL)")
     parser.add_argument("--llm-base-url", help="the provider's API URL (STEPKEEPER_LLM_BASE_URL)")
+    parser.add_argument(
+        "--max-backlog",
+        help="queued runs and unrouted events before new work is refused (STEPKEEPER_MAX_BACKLOG)",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug detail to stderr")
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="serve MCP over stdio (nothing but protocol on stdout)")
@@ -73,16 +77,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-LLM_FLAGS = {
+ENV_FLAGS = {
     "llm_provider": "STEPKEEPER_LLM_PROVIDER",
     "llm_model": "STEPKEEPER_LLM_MODEL",
     "llm_base_url": "STEPKEEPER_LLM_BASE_URL",
+    "max_backlog": "STEPKEEPER_MAX_BACKLOG",
 }
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
     env = dict(os.environ)
-    env.update({name: getattr(args, flag) for flag, name in LLM_FLAGS.items() if getattr(args, flag)})
+    env.update({name: getattr(args, flag) for flag, name in ENV_FLAGS.items() if getattr(args, flag)})
     settings = Settings.from_env(env)
     if args.home:
         settings.home = Path(args.home).expanduser()

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from engine import Engine, SqlStore
+from engine.backlog import DEFAULT_MAX_BACKLOG
 from engine.llm_config import LlmSettings, llm_settings_from
 from engine.scheduler import LEASE_SECONDS
 
@@ -23,6 +24,7 @@ class Settings:
     token: str | None = None
     lease_seconds: float = LEASE_SECONDS
     llm: LlmSettings | None = None
+    max_backlog: int = DEFAULT_MAX_BACKLOG
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -41,6 +43,8 @@ class Settings:
         settings.llm = llm_settings_from(env)
         if env.get("STEPKEEPER_LEASE_SECONDS"):
             settings.lease_seconds = _lease(env["STEPKEEPER_LEASE_SECONDS"])
+        if env.get("STEPKEEPER_MAX_BACKLOG"):
+            settings.max_backlog = _max_backlog(env["STEPKEEPER_MAX_BACKLOG"])
         return settings
 
     @property
@@ -61,6 +65,7 @@ class Settings:
             secrets=self.secrets,
             lease_seconds=self.lease_seconds,
             llm=self.llm,
+            max_backlog=self.max_backlog,
         )
 
 
@@ -72,6 +77,12 @@ def _lease(text: str) -> float:
     if not 1 <= seconds <= 3600:
         raise ValueError(f"STEPKEEPER_LEASE_SECONDS must be a number from 1 to 3600, not {text!r}")
     return seconds
+
+
+def _max_backlog(text: str) -> int:
+    if not text.strip().isdigit() or not 1 <= int(text) <= 100_000_000:
+        raise ValueError(f"STEPKEEPER_MAX_BACKLOG must be a whole number from 1 to 100000000, not {text!r}")
+    return int(text)
 
 
 def _split(value: str) -> list[str]:

@@ -38,6 +38,8 @@ from mcp_server.server import EngineHolder
 TEMPLATES = Path(__file__).parent / "templates"
 PAGE_SIZE = 50
 TRACKED_TABS = ("input", "output", "error", "attempts", "logs", "llm")
+# Starlette caps a form field at 1 MiB with a 400; the HTTP body limit (413) is the cap that counts.
+MAX_FORM_FIELD_BYTES = 4 * 1024 * 1024
 
 
 def _when(value: Any) -> str:
@@ -247,7 +249,7 @@ class Dashboard:
         refused = self._foreign(request)
         if refused:
             return refused
-        form = await request.form()
+        form = await request.form(max_part_size=MAX_FORM_FIELD_BYTES)
         from_step = str(form.get("from_step") or "") or None
         try:
             new = await self.engine.rerun(request.path_params["run_id"], from_step=from_step)
@@ -307,7 +309,7 @@ class Dashboard:
         if refused:
             return refused
         name = request.path_params["name"]
-        code = str((await request.form()).get("code") or "")
+        code = str((await request.form(max_part_size=MAX_FORM_FIELD_BYTES)).get("code") or "")
         try:
             await self.engine.update_skill(name, code=code.replace("\r\n", "\n"))
         except StepkeeperError as exc:
@@ -348,6 +350,7 @@ class Dashboard:
         refused = self._foreign(request)
         if refused:
             return refused
+        await request.body()  # read before acting, so an oversized body is refused (413), not acted on
         try:
             await action()
         except StepkeeperError as exc:

@@ -1,8 +1,10 @@
 """The HTTP surface: Streamable HTTP MCP at `/mcp` and the dashboard in one Starlette app, loopback
 unless a token is set.
 
-The SDK's transport security refuses foreign `Host` and `Origin` headers (DNS rebinding); a
-bearer token, when configured, is required on every request.
+Without a token, every route refuses a `Host` that does not name this server (DNS rebinding);
+with one, any name may reach it and the token is what protects it. On every route a request
+whose `Origin` names another site is refused, token or not (a browser's cross-site request).
+A bearer token, when configured, is required on every request.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlsplit
 
 from mcp.server.transport_security import TransportSecuritySettings
 from starlette.applications import Starlette
@@ -18,6 +20,7 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from engine import InvalidInput
+from mcp_server.api import JsonApi
 from mcp_server.config import Settings
 from mcp_server.dashboard import Dashboard
 from mcp_server.server import EngineHolder, build_server
@@ -70,6 +73,25 @@ class BearerToken:
         headers = [(b"location", b"/runs"), (b"set-cookie", cookie.encode())]
         await send({"type": "http.response.start", "status": 303, "headers": headers})
         await send({"type": "http.response.body", "body": b""})
+
+
+class SameOrigin:
+    """ASGI middleware: 403 for a request whose `Origin` does not name the host it was sent to.
+
+    Browsers send `Origin` on cross-site requests, other clients leave it out; so a page of
+    another site cannot drive `/mcp` or the dashboard, whatever name the server is reached by.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = dict(scope["headers"]) if scope["type"] == "http" else {}
+        origin = headers.get(b"origin")
+        if origin is not None and urlsplit(origin.decode("latin-1")).netloc.encode() != headers.get(b"host"):
+            await _json_error(send, 403, "refused: a request from another site's page (Origin)")
+            return
+        await self.app(scope, receive, send)
 
 
 class BodyLimit:
@@ -149,8 +171,8 @@ def check_binding(host: str, token: str | None) -> None:
 def build_http_app(settings: Settings, host: str, port: int) -> Starlette:
     check_binding(host, settings.token)
     names = sorted(LOOPBACK | {host})
-    security = TransportSecuritySettings(
-        enable_dns_rebinding_protection=True,
+    security = TransportSecuritySettings(  # with a token, any Host (as below); SameOrigin checks Origin
+        enable_dns_rebinding_protection=not settings.token,
         allowed_hosts=[f"{name}:{port}" for name in names] + [f"[::1]:{port}"],
         allowed_origins=[f"http://{name}:{port}" for name in names],
     )
@@ -158,10 +180,11 @@ def build_http_app(settings: Settings, host: str, port: int) -> Starlette:
     app = build_server(settings, holder).streamable_http_app(
         streamable_http_path="/mcp", transport_security=security, host=host
     )
-    app.router.routes.extend(Dashboard(holder).routes())
+    app.router.routes.extend([*JsonApi(holder).routes(), *Dashboard(holder).routes()])
     # Every route, not only /mcp, refuses a foreign Host (DNS rebinding); with a token set the
     # server may be reached by any name, and the token is what protects it.
     allowed = ["*"] if settings.token else [*names, "[::1]"]
+    app.add_middleware(SameOrigin)
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=allowed)
     if settings.token:
         app.add_middleware(BearerToken, token=settings.token)

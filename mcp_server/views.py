@@ -7,8 +7,8 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from engine.durations import iso
-from engine.engine import Registration
-from engine.records import Loop, Run, Skill
+from engine.engine import Registration, SkillDetails
+from engine.records import Loop, Run, RunPage, Skill
 
 
 class SkillRegistered(BaseModel):
@@ -58,6 +58,20 @@ class SkillDetail(BaseModel):
     triggers: list[dict[str, Any]]
     config: dict[str, Any]
 
+    @classmethod
+    def of(cls, details: SkillDetails) -> SkillDetail:
+        found = details.version
+        return cls(
+            name=found.name,
+            version=found.version,
+            latest_version=details.skill.latest_version,
+            versions=details.versions,
+            description=found.description,
+            code=found.code,
+            triggers=found.triggers,
+            config=found.config,
+        )
+
 
 class Deleted(BaseModel):
     name: str
@@ -98,9 +112,18 @@ class RunPageView(BaseModel):
     runs: list[RunSummary]
     next_cursor: str | None = Field(description="pass back as `cursor` for the next page; null at the end")
 
+    @classmethod
+    def of(cls, page: RunPage) -> RunPageView:
+        return cls(runs=[RunSummary.of(run) for run in page.runs], next_cursor=page.next_cursor)
+
 
 class EventSent(BaseModel):
     event_id: str
+    run_ids: list[str]
+
+
+class EventsSent(BaseModel):
+    event_ids: list[str] = Field(description="in the order sent; an id sent before keeps its first runs")
     run_ids: list[str]
 
 

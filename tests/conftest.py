@@ -25,10 +25,12 @@ def _import_anyio_eagerly() -> None:
     once trips a CPython 3.11 bug (gh-106905: "AST constructor recursion depth mismatch"), so
     import them all now, on one thread."""
     import anyio
+    import hypothesis  # its pytest plugin imports it lazily, at the session's end
 
     for module in pkgutil.walk_packages(anyio.__path__, "anyio."):
         with contextlib.suppress(ImportError):  # optional backends (trio) that are not installed
             importlib.import_module(module.name)
+    del hypothesis
 
 
 _import_anyio_eagerly()

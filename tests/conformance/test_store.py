@@ -386,3 +386,14 @@ def test_claims_admit_runs_only_while_their_slots_have_room(store: Store) -> Non
     assert store.suspend_run(a[1].id, "me", "sleeping", NOW + 100, NOW + 1)  # sleeping holds none
     [after] = store.claim_due_runs("other", NOW + 1, NOW + 31, 10, by_key)
     assert after.id == a[3].id
+
+
+def test_the_backlog_counts_queued_runs_and_unrouted_events(store: Store) -> None:
+    """What back-pressure limits: work accepted but not started, and nothing else."""
+    assert store.backlog_size() == 0
+    store.add_skill_version(version(), new_skill=True)
+    store.create_runs([run(), run(), run(status="sleeping", wake_at=NOW + 60)])
+    store.append_events([Event("unrouted", "ping", {}, NOW, NOW)])
+    routed = Event("routed", "ping", {}, NOW, NOW)
+    store.append_events([routed], [EventRoute(routed.id, [], [])], NOW)
+    assert store.backlog_size() == 3  # two queued runs and the one event not yet routed

@@ -19,6 +19,8 @@ from typing import Any
 class Recorder:
     def __init__(self) -> None:
         self.calls: list[tuple[str, str, Any]] = []
+        self.raw: list[tuple[str, dict[str, str], bytes]] = []  # path, headers and body as received
+        self.arrivals: list[tuple[str, Any, float]] = []  # path, payload, arrival time
         self.hold = 0.0
         self.spans: list[tuple[str, Any, float, float]] = []
         self.scripts: dict[str, list[int]] = {}
@@ -34,6 +36,8 @@ class Recorder:
                 payload = json.loads(body) if body else None
                 with recorder._lock:
                     recorder.calls.append((self.command, self.path, payload))
+                    recorder.arrivals.append((self.path, payload, arrived))
+                    recorder.raw.append((self.path, dict(self.headers.items()), body))
                     script = recorder.scripts.get(self.path)
                     status = script.pop(0) if script else 200
                 if recorder.on_call is not None:

@@ -1,5 +1,9 @@
 from __future__ import annotations
 
+import base64
+import json
+from urllib.parse import quote, quote_plus
+
 import pytest
 
 from engine.errors import InvalidInput
@@ -28,6 +32,18 @@ def test_redactor_replaces_secret_values_everywhere() -> None:
         "[secret:TOKEN]": 1,
     }
     assert redact("about") == "about"  # values under 4 characters are not redacted
+
+
+def test_redactor_replaces_the_escaped_and_encoded_forms_a_secret_takes_in_echoed_text() -> None:
+    secret = 'k3y/with+odd="chars"&more'
+    redact = Redactor({"KEY": secret})
+    echoed = json.dumps({"got": {"token": secret}, "path": "/hook?key=" + quote_plus(secret)})
+    basic = "Basic " + base64.b64encode(b"user:" + secret.encode()).decode()
+    redacted = redact({"text": echoed, "header": basic, "url": "/x/" + quote(secret, safe="")})
+    assert secret not in json.dumps(redacted) and "[secret:KEY]" in redacted["text"]
+    assert json.dumps(secret)[1:-1] not in redacted["text"] and quote_plus(secret) not in redacted["text"]
+    assert redacted["url"] == "/x/[secret:KEY]" and "[secret:KEY]" in redacted["header"]
+    assert redact.secret_in("step-" + secret) == "KEY" and redact.secret_in("plain words") is None
 
 
 def test_ids_are_unique_and_time_ordered() -> None:

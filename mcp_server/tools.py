@@ -95,18 +95,7 @@ def register_tools(
     @server.tool(annotations=READ)
     async def get_skill(name: str, version: int | None = None) -> views.SkillDetail:
         """A skill's code, triggers and config (the latest version unless `version` is given)."""
-        details = await answer(engine_of().get_skill(name, version))
-        found = details.version
-        return views.SkillDetail(
-            name=found.name,
-            version=found.version,
-            latest_version=details.skill.latest_version,
-            versions=details.versions,
-            description=found.description,
-            code=found.code,
-            triggers=found.triggers,
-            config=found.config,
-        )
+        return views.SkillDetail.of(await answer(engine_of().get_skill(name, version)))
 
     @server.tool(annotations=RUN)
     async def invoke_function(
@@ -140,9 +129,8 @@ def register_tools(
         cursor: str | None = None,
     ) -> views.RunPageView:
         """Runs, newest first, filtered by skill, status and ISO-8601 creation time; paginated."""
-        page = await answer(engine_of().list_runs(function, status, since, until, limit, cursor))
-        return views.RunPageView(
-            runs=[views.RunSummary.of(run) for run in page.runs], next_cursor=page.next_cursor
+        return views.RunPageView.of(
+            await answer(engine_of().list_runs(function, status, since, until, limit, cursor))
         )
 
     @server.tool(annotations=READ)

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +17,8 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPDeprecationWarning
 
 from tests.acceptance.test_mcp_stdio import SLEEPER, count_updates_until_done
+from tests.support.http_server import base_env
+from tests.support.http_server import http_server as http_server_process
 
 pytestmark = pytest.mark.slow
 TOKEN = "test-token-8c1f"
@@ -29,31 +29,12 @@ def serve_command(home: Path, *options: str) -> list[str]:
     return [sys.executable, "-m", "mcp_server", "--home", str(home), "serve", "--http", *options]
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture
 def http_server(tmp_path: Path) -> Iterator[str]:
-    port = free_port()
-    command = serve_command(tmp_path, "--port", str(port))
-    log = (tmp_path / "server.log").open("wb")
-    process = subprocess.Popen(
-        command, stdout=log, stderr=subprocess.STDOUT, env={"STEPKEEPER_TOKEN": TOKEN, "PATH": ""}
-    )
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(100):
-        try:
-            httpx.get(url, timeout=0.2)
-            break
-        except httpx.TransportError:
-            time.sleep(0.1)
-    yield url
-    process.terminate()
-    process.wait(10)
-    log.close()
+    with http_server_process(
+        tmp_path, base_env(tmp_path, STEPKEEPER_TOKEN=TOKEN), inherit_env=False
+    ) as server:
+        yield server.base
 
 
 def client(url: str, mode: str, token: str = TOKEN) -> Client:

@@ -32,9 +32,9 @@ from mcp import Client
 from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
 
+from tests.support.http_server import base_env, start_server
 from tests.support.model_server import ModelServer, Reply
 from tests.support.recorder import Recorder
-from tests.support.serve import HttpServer, base_env
 
 pytestmark = pytest.mark.slow
 # Characters that JSON, URLs and HTML each escape, so every encoded form differs from the raw one.
@@ -180,7 +180,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     recorder, model = Recorder(), ModelServer()
     recorder.scripts["/flaky"] = [500]
     model.script = [Reply(f"echo: the key is {CANARY}")]  # a model that repeats the secret
-    server = HttpServer(home, server_env(home, recorder, model))
+    server = start_server(home, server_env(home, recorder, model), inherit_env=False)
     world = World(recorder, model)
     try:
         anyio.run(_drive, server.base, world)

@@ -24,7 +24,7 @@ from mcp.client.streamable_http import streamable_http_client
 from engine import Engine, SqlStore
 from mcp_server.config import Settings
 from mcp_server.http_app import MAX_BODY_BYTES, build_http_app
-from tests.support.serve import HttpServer, base_env
+from tests.support.http_server import ServerProcess, base_env, start_server
 
 pytestmark = pytest.mark.slow
 TOKEN = "surface-token-3b9d71e0c4"
@@ -88,19 +88,19 @@ def machine_address() -> str | None:
 
 
 @pytest.fixture(scope="module")
-def guarded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HttpServer]:
+def guarded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     """A server on loopback with a token."""
     home = tmp_path_factory.mktemp("guarded")
-    server = HttpServer(home, base_env(home, STEPKEEPER_TOKEN=TOKEN))
+    server = start_server(home, base_env(home, STEPKEEPER_TOKEN=TOKEN), inherit_env=False)
     yield server
     server.stop()
 
 
 @pytest.fixture(scope="module")
-def open_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HttpServer]:
+def open_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     """A server on loopback without a token: the Host and Origin rules are what protect it."""
     home = tmp_path_factory.mktemp("open")
-    server = HttpServer(home, base_env(home))
+    server = start_server(home, base_env(home), inherit_env=False)
     yield server
     server.stop()
 
@@ -112,7 +112,7 @@ def test_the_route_table_names_every_route_of_the_app(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("path", PATHS)
-def test_with_a_token_every_route_refuses_requests_without_it(guarded: HttpServer, path: str) -> None:
+def test_with_a_token_every_route_refuses_requests_without_it(guarded: ServerProcess, path: str) -> None:
     url = f"{guarded.base}{path}"
     for method in ("GET", "POST"):
         assert httpx.request(method, url).status_code == 401, method
@@ -127,7 +127,7 @@ def test_with_a_token_every_route_refuses_requests_without_it(guarded: HttpServe
 
 
 def test_with_a_token_the_login_page_needs_it_and_any_host_name_may_reach_the_server(
-    guarded: HttpServer,
+    guarded: ServerProcess,
 ) -> None:
     assert httpx.get(f"{guarded.base}/login").status_code == 401
     assert httpx.post(f"{guarded.base}/login", params={"token": TOKEN}).status_code == 303
@@ -146,8 +146,13 @@ def test_beyond_loopback_requests_need_the_token_and_mcp_answers_by_the_machines
     tmp_path: Path,
 ) -> None:
     address = machine_address() or "127.0.0.1"
-    server = HttpServer(
-        tmp_path, base_env(tmp_path, STEPKEEPER_TOKEN=TOKEN), "--host", "0.0.0.0", reach=address
+    server = start_server(
+        tmp_path,
+        base_env(tmp_path, STEPKEEPER_TOKEN=TOKEN),
+        "--host",
+        "0.0.0.0",
+        reach=address,
+        inherit_env=False,
     )
     try:
         for path in [*PATHS, "/login"]:
@@ -162,8 +167,13 @@ def test_beyond_loopback_requests_need_the_token_and_mcp_answers_by_the_machines
 
 async def test_an_mcp_client_works_beyond_loopback_with_the_token(tmp_path: Path) -> None:
     address = machine_address() or "127.0.0.1"
-    server = HttpServer(
-        tmp_path, base_env(tmp_path, STEPKEEPER_TOKEN=TOKEN), "--host", "0.0.0.0", reach=address
+    server = start_server(
+        tmp_path,
+        base_env(tmp_path, STEPKEEPER_TOKEN=TOKEN),
+        "--host",
+        "0.0.0.0",
+        reach=address,
+        inherit_env=False,
     )
     try:
         http = httpx2.AsyncClient(headers={"Authorization": f"Bearer {TOKEN}"})
@@ -189,7 +199,9 @@ def test_binding_beyond_loopback_without_a_token_exits_2_with_a_message(
 
 
 @pytest.mark.parametrize("path", PATHS)
-def test_without_a_token_a_foreign_host_is_refused_on_every_route(open_server: HttpServer, path: str) -> None:
+def test_without_a_token_a_foreign_host_is_refused_on_every_route(
+    open_server: ServerProcess, path: str
+) -> None:
     url = f"{open_server.base}{path}"
     for host in ("evil.example", f"evil.example:{open_server.port}", "127.0.0.1.evil.example"):
         for method in ("GET", "POST"):
@@ -202,7 +214,7 @@ def test_without_a_token_a_foreign_host_is_refused_on_every_route(open_server: H
 
 @pytest.mark.parametrize("path", PATHS)
 def test_without_a_token_a_foreign_origin_is_refused_on_every_post(
-    open_server: HttpServer, path: str
+    open_server: ServerProcess, path: str
 ) -> None:
     url = f"{open_server.base}{path}"
     for origin in ("http://evil.example", f"http://evil.example:{open_server.port}", "null"):
@@ -210,7 +222,7 @@ def test_without_a_token_a_foreign_origin_is_refused_on_every_post(
         assert refused.status_code == 403, (origin, refused.status_code)
 
 
-async def test_same_origin_dashboard_actions_and_mcp_are_accepted(open_server: HttpServer) -> None:
+async def test_same_origin_dashboard_actions_and_mcp_are_accepted(open_server: ServerProcess) -> None:
     offline = Engine(SqlStore(f"sqlite:///{open_server.log_path.parent / 'stepkeeper.db'}"))
     try:
         targets = await _targets(offline)
@@ -236,7 +248,7 @@ async def test_same_origin_dashboard_actions_and_mcp_are_accepted(open_server: H
 
 
 async def test_bodies_over_the_limit_are_refused_on_every_post_and_the_server_keeps_serving(
-    open_server: HttpServer,
+    open_server: ServerProcess,
 ) -> None:
     offline = Engine(SqlStore(f"sqlite:///{open_server.log_path.parent / 'stepkeeper.db'}"))
     try:

@@ -23,11 +23,27 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+def base_env(home: Path, **extra: str) -> dict[str, str]:
+    """Only what the server needs: no variable of the machine's own may change its behaviour."""
+    return {
+        "PATH": "/usr/bin:/bin",
+        "LANG": "C.UTF-8",
+        "HOME": str(home),
+        "STEPKEEPER_HOME": str(home),
+        **extra,
+    }
+
+
 @dataclass
 class ServerProcess:
     base: str
+    port: int
     process: subprocess.Popen[bytes]
-    log: Path
+    log_path: Path
+
+    def log(self) -> str:
+        """What the server wrote to stdout and stderr so far."""
+        return self.log_path.read_text(errors="replace")
 
     def peak_rss_mb(self) -> float:
         """The server process's high-water resident memory (VmHWM), in MB."""
@@ -50,9 +66,16 @@ class ServerProcess:
             self.kill()
 
 
-def start_server(home: Path, env: dict[str, str] | None = None, *options: str) -> ServerProcess:
-    """Start the server on a free loopback port, in a session of its own (so that its worker
-    processes can be killed with it), and wait until it answers."""
+def start_server(
+    home: Path,
+    env: dict[str, str] | None = None,
+    *options: str,
+    reach: str = "127.0.0.1",
+    inherit_env: bool = True,
+) -> ServerProcess:
+    """Start the server on a free port, in a session of its own (so that its worker processes
+    can be killed with it), and wait until it answers at `reach`. `inherit_env=False` runs it
+    with `env` alone (see `base_env`)."""
     port = free_port()
     command = [
         sys.executable,
@@ -65,18 +88,18 @@ def start_server(home: Path, env: dict[str, str] | None = None, *options: str) -
         "--port",
         str(port),
     ]
-    log = home / "server.log"
-    with log.open("ab") as out:
+    log_path = home / "serve.log"
+    with log_path.open("ab") as out:
         process = subprocess.Popen(
             [*command, *options],
-            env={**os.environ, **(env or {})},
+            env={**os.environ, **(env or {})} if inherit_env else env,
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-    server = ServerProcess(f"http://127.0.0.1:{port}", process, log)
+    server = ServerProcess(f"http://{reach}:{port}", port, process, log_path)
     try:
-        _wait_until_up(server.base, process, log)
+        _wait_until_up(server)
     except BaseException:
         server.kill()
         raise
@@ -84,24 +107,27 @@ def start_server(home: Path, env: dict[str, str] | None = None, *options: str) -
 
 
 @contextmanager
-def http_server(home: Path, env: dict[str, str] | None = None, *options: str) -> Iterator[ServerProcess]:
+def http_server(
+    home: Path, env: dict[str, str] | None = None, *options: str, inherit_env: bool = True
+) -> Iterator[ServerProcess]:
     """A started server, stopped at the end."""
-    server = start_server(home, env, *options)
+    server = start_server(home, env, *options, inherit_env=inherit_env)
     try:
         yield server
     finally:
         server.stop()
 
 
-def _wait_until_up(base: str, process: subprocess.Popen[bytes], log: Path) -> None:
+def _wait_until_up(server: ServerProcess) -> None:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"the server exited with {process.returncode}: {log.read_text()[-2000:]}")
+        if server.process.poll() is not None:
+            raise AssertionError(
+                f"the server exited with {server.process.returncode}: {server.log()[-2000:]}"
+            )
         try:
-            if httpx.get(f"{base}/api/skills", timeout=1).status_code == 200:
-                return
+            httpx.get(f"{server.base}/runs", timeout=1)  # any answer will do: it may need a token
+            return
         except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    raise AssertionError(f"the server did not answer in 30 s: {log.read_text()[-2000:]}")
+            time.sleep(0.1)
+    raise AssertionError(f"the server did not answer in 30 s: {server.log()[-2000:]}")

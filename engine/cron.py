@@ -32,9 +32,13 @@ def check_cron(expr: object) -> str:
     try:
         from croniter import croniter  # on first use, like every costly import
 
-        croniter(expr, datetime(2026, 1, 1), second_at_beginning=len(fields) == 6)
+        walker = croniter(expr, datetime(2026, 1, 1), second_at_beginning=len(fields) == 6)
     except (ValueError, KeyError) as exc:  # croniter's errors are ValueErrors
         raise InvalidInput(f"invalid cron {expr!r}: {exc}") from None
+    try:
+        walker.get_next(datetime)
+    except ValueError:  # CroniterBadDateError: a day that no month has, such as February 30
+        raise InvalidInput(f"cron {expr!r} never fires: no date matches its day and month") from None
     return " ".join(fields)
 
 
@@ -96,7 +100,11 @@ def _walk(expr: str, timezone: str, start: float, count: int, *, forward: bool) 
     for _ in range(_MAX_CANDIDATES):
         if len(found) == count:
             break
-        instant = step(datetime).replace(tzinfo=zone).timestamp()  # fold=0: a gap time maps past it
+        try:
+            moment = step(datetime)
+        except ValueError:  # CroniterBadDateError: no further date matches (stored before it was checked)
+            break
+        instant = moment.replace(tzinfo=zone).timestamp()  # fold=0: a gap time maps past it
         bound = found[-1] if found else start
         # Two wall times can land on one instant (around a DST gap): keep each instant once.
         if (instant > bound) if forward else (instant <= bound and instant not in found):

@@ -53,6 +53,7 @@ from engine.skills import (
     check_event_name,
     check_skill_name,
     check_triggers,
+    check_version,
 )
 from engine.store import Store
 from engine.trace import build_trace
@@ -276,6 +277,7 @@ class Engine(LoopsAndStats):
 
     async def get_skill(self, name: str, version: int | None = None) -> SkillDetails:
         check_skill_name(name)
+        check_version(version)
         skill = await self._io(self.store.get_skill, name)
         if skill is None:
             raise SkillNotFound(name)

@@ -41,6 +41,19 @@ def check_skill_name(name: Any) -> str:
     return name
 
 
+MAX_VERSION = 2**63 - 1  # the store keeps versions as 64-bit integers
+
+
+def check_version(version: Any) -> int | None:
+    """A version to look up, or None for the latest; a number past 64 bits would reach the
+    database driver and fail there, not as a refusal."""
+    if version is not None and (
+        isinstance(version, bool) or not isinstance(version, int) or not 1 <= version <= MAX_VERSION
+    ):
+        raise InvalidInput(f"version must be a whole number from 1 to {MAX_VERSION}, got {version!r:.40}")
+    return version
+
+
 def check_event_name(name: Any) -> str:
     if not isinstance(name, str) or not EVENT_NAME.match(name):
         raise InvalidInput(

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from mcp.server import MCPServer
+from mcp.shared.exceptions import MCPError
+from mcp_types import INTERNAL_ERROR, INVALID_PARAMS
 
-from engine import Engine
+from engine import Engine, InvalidInput, RunNotFound, SkillNotFound, StepkeeperError
+
+T = TypeVar("T")
 
 REVIEW_WINDOW = 100
 
@@ -55,6 +61,38 @@ config={"retries": 3}). Then invoke_function(name=..., data={...}) and read get_
 """
 
 
+async def answer(call: Awaitable[T]) -> T:
+    """The SDK turns any exception in a prompt into a bare "Error rendering prompt"; say what
+    was wrong instead (an unknown skill or run is the caller's to fix: invalid params)."""
+    try:
+        return await call
+    except StepkeeperError as exc:
+        mistake = isinstance(exc, SkillNotFound | RunNotFound | InvalidInput)
+        raise MCPError(INVALID_PARAMS if mistake else INTERNAL_ERROR, f"{exc.code}: {exc}") from None
+
+
+def _known_arguments_only(server: MCPServer) -> None:
+    """Refuse an argument a prompt does not take by name (the SDK would fail the call with a
+    bare "Error rendering prompt")."""
+    for prompt in server._prompt_manager.list_prompts():
+        known = [argument.name for argument in prompt.arguments or []]
+        prompt.fn = _checked(prompt.name, prompt.fn, known)
+
+
+def _checked(name: str, fn: Callable[..., Any], known: list[str]) -> Callable[..., Any]:
+    async def call(**arguments: Any) -> Any:
+        unknown = sorted(set(arguments) - set(known))
+        if unknown:
+            takes = ", ".join(known) or "none"
+            raise MCPError(
+                INVALID_PARAMS, f"prompt {name} has no argument {unknown[0]!r:.60}; its arguments: {takes}"
+            )
+        result = fn(**arguments)
+        return await result if inspect.isawaitable(result) else result
+
+    return call
+
+
 def register_prompts(server: MCPServer, engine_of: Callable[[], Engine]) -> None:
     @server.prompt(description="The skill API with a complete example, for writing a correct skill")
     def write_skill(goal: str = "") -> str:
@@ -63,8 +101,8 @@ def register_prompts(server: MCPServer, engine_of: Callable[[], Engine]) -> None
     @server.prompt(description="A skill's recent results and failures, framed for deciding what to change")
     async def review_skill(name: str) -> str:
         engine = engine_of()
-        details = await engine.get_skill(name)
-        runs = (await engine.list_runs(function=name, limit=REVIEW_WINDOW)).runs
+        details = await answer(engine.get_skill(name))
+        runs = (await answer(engine.list_runs(function=name, limit=REVIEW_WINDOW))).runs
         by_status = Counter(run.status for run in runs)
         errors = Counter(
             f"{(run.error or {}).get('type')}: {(run.error or {}).get('message')}"
@@ -82,10 +120,12 @@ def register_prompts(server: MCPServer, engine_of: Callable[[], Engine]) -> None
 
     @server.prompt(description="A run's trace, framed for finding why it failed or stalled")
     async def triage_run(run_id: str) -> str:
-        trace = await engine_of().get_run_trace(run_id)
+        trace = await answer(engine_of().get_run_trace(run_id))
         return (
             f"Triage stepkeeper run {run_id} of skill {trace['run']['function']!r} "
             f"(status {trace['run']['status']}). Find the step that failed or is stuck, explain why "
             "from its input, error and attempts, and propose a fix (update_skill, then rerun with "
             f"from_step).\n\nTrace:\n{json.dumps(trace, indent=2)}"
         )
+
+    _known_arguments_only(server)

@@ -6,12 +6,20 @@ import json
 from collections.abc import Callable
 
 from mcp.server import MCPServer
-from mcp.server.mcpserver.exceptions import ResourceError
+from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError
 
-from engine import Engine, StepkeeperError
+from engine import Engine, InvalidInput, RunNotFound, SkillNotFound, StepkeeperError
 from mcp_server.views import LoopView, RunSummary
 
 RECENT_RUNS = 50
+
+
+def refusal(exc: StepkeeperError) -> ResourceError:
+    """A URI that names no skill or run (or not a valid one) is the caller's mistake: "not
+    found" (JSON-RPC invalid params), not the internal error a bare `ResourceError` becomes."""
+    if isinstance(exc, SkillNotFound | RunNotFound | InvalidInput):
+        return ResourceNotFoundError(f"{exc.code}: {exc}")
+    return ResourceError(f"{exc.code}: {exc}")
 
 
 def register_resources(server: MCPServer, engine_of: Callable[[], Engine]) -> None:
@@ -20,14 +28,14 @@ def register_resources(server: MCPServer, engine_of: Callable[[], Engine]) -> No
         try:
             return (await engine_of().get_skill(name)).version.code
         except StepkeeperError as exc:
-            raise ResourceError(str(exc)) from None
+            raise refusal(exc) from None
 
     @server.resource("run://{run_id}", mime_type="application/json", description="A run's trace")
     async def run_trace(run_id: str) -> str:
         try:
             return json.dumps(await engine_of().get_run_trace(run_id), indent=2)
         except StepkeeperError as exc:
-            raise ResourceError(str(exc)) from None
+            raise refusal(exc) from None
 
     @server.resource("loops://all", mime_type="application/json", description="Every loop and its next ticks")
     async def all_loops() -> str:

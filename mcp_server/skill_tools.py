@@ -25,6 +25,15 @@ from mcp_server.tools import RUN, answer
 PREFIX = "skill_"
 EMPTY_SCHEMA: dict[str, Any] = {"type": "object", "properties": {}}
 WAIT_SECONDS = 30.0
+MAX_PROBLEM_CHARS = 300
+
+
+def _brief(message: str) -> str:
+    """jsonschema quotes the whole offending value; keep its start and the rule at its end."""
+    if len(message) <= MAX_PROBLEM_CHARS:
+        return message
+    half = MAX_PROBLEM_CHARS // 2
+    return f"{message[:half]}…{message[-half:]}"
 
 
 class ExposedSkills:
@@ -82,7 +91,10 @@ class ExposedSkills:
             data = {key: value for key, value in arguments.items() if value is not None}
             problems = sorted(validator.iter_errors(data), key=lambda error: list(error.path))
             if problems:
-                raise ToolError(f"invalid arguments for {PREFIX}{skill}: {problems[0].message}")
+                where = ".".join(str(part) for part in problems[0].path) or "arguments"
+                raise ToolError(
+                    f"invalid arguments for {PREFIX}{skill}: {where}: {_brief(problems[0].message)}"
+                )
             run = await answer(engine_of().invoke(skill, data, wait=True, timeout=WAIT_SECONDS))
             return views.RunSummary.of(run)
 

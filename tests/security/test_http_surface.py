@@ -142,48 +142,34 @@ def test_with_a_token_the_login_page_needs_it_and_any_host_name_may_reach_the_se
         assert httpx.post(f"{guarded.base}{path}", json=INIT, headers=foreign).status_code == 403, path
 
 
+@pytest.fixture
+def remote(tmp_path: Path) -> Iterator[ServerProcess]:
+    """A server bound to every address, with a token, reached by this machine's own address."""
+    address = machine_address() or "127.0.0.1"
+    env = base_env(tmp_path, STEPKEEPER_TOKEN=TOKEN)
+    server = start_server(tmp_path, env, "--host", "0.0.0.0", reach=address, inherit_env=False)
+    yield server
+    server.stop()
+
+
 def test_beyond_loopback_requests_need_the_token_and_mcp_answers_by_the_machines_address(
-    tmp_path: Path,
+    remote: ServerProcess,
 ) -> None:
-    address = machine_address() or "127.0.0.1"
-    server = start_server(
-        tmp_path,
-        base_env(tmp_path, STEPKEEPER_TOKEN=TOKEN),
-        "--host",
-        "0.0.0.0",
-        reach=address,
-        inherit_env=False,
-    )
-    try:
-        for path in [*PATHS, "/login"]:
-            for method in ("GET", "POST"):
-                assert httpx.request(method, f"{server.base}{path}").status_code == 401, (method, path)
-        auth = {"Authorization": f"Bearer {TOKEN}"}
-        assert httpx.get(f"{server.base}/runs", headers=auth).status_code == 200
-        assert initialized(httpx.post(f"{server.base}/mcp", json=INIT, headers={**auth, **MCP_HEADERS}))
-    finally:
-        server.stop()
+    for path in [*PATHS, "/login"]:
+        for method in ("GET", "POST"):
+            assert httpx.request(method, f"{remote.base}{path}").status_code == 401, (method, path)
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    assert httpx.get(f"{remote.base}/runs", headers=auth).status_code == 200
+    assert initialized(httpx.post(f"{remote.base}/mcp", json=INIT, headers={**auth, **MCP_HEADERS}))
 
 
-async def test_an_mcp_client_works_beyond_loopback_with_the_token(tmp_path: Path) -> None:
-    address = machine_address() or "127.0.0.1"
-    server = start_server(
-        tmp_path,
-        base_env(tmp_path, STEPKEEPER_TOKEN=TOKEN),
-        "--host",
-        "0.0.0.0",
-        reach=address,
-        inherit_env=False,
-    )
-    try:
-        http = httpx2.AsyncClient(headers={"Authorization": f"Bearer {TOKEN}"})
-        async with Client(streamable_http_client(f"{server.base}/mcp", http_client=http)) as session:
-            created = await session.call_tool("create_skill", {"name": "quick", "code": QUICK})
-            assert not created.is_error, created.content
-            run = await session.call_tool("invoke_function", {"name": "quick"})
-            assert run.structured_content["output"] == 1
-    finally:
-        server.stop()
+async def test_an_mcp_client_works_beyond_loopback_with_the_token(remote: ServerProcess) -> None:
+    http = httpx2.AsyncClient(headers={"Authorization": f"Bearer {TOKEN}"})
+    async with Client(streamable_http_client(f"{remote.base}/mcp", http_client=http)) as session:
+        created = await session.call_tool("create_skill", {"name": "quick", "code": QUICK})
+        assert not created.is_error, created.content
+        run = await session.call_tool("invoke_function", {"name": "quick"})
+        assert run.structured_content["output"] == 1
 
 
 @pytest.mark.parametrize("host", ["::", "192.0.2.10", "localhost.evil.example"])

@@ -13,7 +13,7 @@ from engine.expressions import matches
 from engine.flow import cancellations, gates_for, priority_seconds, slots_for
 from engine.ids import new_id
 from engine.records import Event, EventRoute, Run, SkillVersion, StepResolution, Wait
-from engine.store import Store
+from engine.store import RouteReads, Store
 
 log = logging.getLogger(__name__)
 ROUTE_BATCH = 200
@@ -56,19 +56,19 @@ def _resolutions(event: Event, waits: list[Wait]) -> list[StepResolution]:
     ]
 
 
-def plan_routes(store: Store, batch: list[Event], now: float) -> list[EventRoute]:
+def plan_routes(reads: RouteReads, batch: list[Event], now: float) -> list[EventRoute]:
     """What each event will do: the runs its triggers start and the waits it ends."""
     if not batch:
         return []
-    skills = store.live_skill_versions()
+    skills = reads.live_skill_versions()
     configs = {skill.name: skill.config for skill in skills}
-    waits = store.waits_for({event.name for event in batch})
+    waits = reads.waits_for({event.name for event in batch})
     routes = []
     for event in batch:
         resolutions = _resolutions(event, waits)
         ended = {(r.run_id, r.key) for r in resolutions}
         waits = [w for w in waits if (w.run_id, w.key) not in ended]  # a wait takes one event
-        cancels = cancellations(store, event.payload(), skills, now)
+        cancels = cancellations(reads, event.payload(), skills, now)
         new_runs = runs_for(event, skills, now)
         gates = [gate for run in new_runs for gate in gates_for(run, configs[run.function])]
         slots = {run.id: slots_for(run, configs[run.function]) for run in new_runs}
@@ -86,13 +86,20 @@ def append_and_route(
 ) -> dict[str, list[str]]:
     """Store new events and route them in one transaction; returns the runs started by event id.
 
-    A duplicate id is not stored again and starts nothing.
+    The routes are planned inside that transaction (from what it reads), for the events it
+    stored: a duplicate id is not stored again and starts nothing.
     """
-    routes = plan_routes(store, batch, now)
-    if claim is not None:
-        claim([run for item in routes for run in item.new_runs])
-    inserted = store.append_events(batch, routes, now)
-    return started_runs(routes, inserted)
+    planned: list[EventRoute] = []
+
+    def plan(reads: RouteReads, stored: list[Event]) -> list[EventRoute]:
+        routes = plan_routes(reads, stored, now)
+        if claim is not None:  # a retried transaction plans new runs: the earlier ones are never stored
+            claim([run for item in routes for run in item.new_runs])
+        planned[:] = routes
+        return routes
+
+    store.append_events(batch, now=now, plan=plan)
+    return {item.event_id: [run.id for run in item.new_runs] for item in planned}
 
 
 def route_pending(store: Store, now: float) -> dict[str, list[str]]:

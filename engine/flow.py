@@ -20,7 +20,7 @@ from engine.records import Run, RunGate, SkillVersion, StepResolution
 
 if TYPE_CHECKING:  # the store imports this module
     from engine.runtime import Runtime
-    from engine.store import Store
+    from engine.store import RouteReads
 
 MAX_CONCURRENCY_CONSTRAINTS = 2
 MAX_CONCURRENCY_LIMIT = 10_000
@@ -140,7 +140,7 @@ def check_cancel_on(value: Any) -> list[dict[str, Any]]:
 
 
 def cancellations(
-    store: Store, payload: dict[str, Any], skills: list[SkillVersion], now: float
+    reads: RouteReads, payload: dict[str, Any], skills: list[SkillVersion], now: float
 ) -> list[tuple[str, str]]:
     """The unfinished runs an incoming event cancels under its skills' `cancel_on` rules."""
     found: list[tuple[str, str]] = []
@@ -148,7 +148,7 @@ def cancellations(
         rules = [r for r in skill.config.get("cancel_on") or [] if r["event"] == payload["name"]]
         if not rules:
             continue
-        for run in store.unfinished_runs(skill.name, MAX_CANCELLED_PER_EVENT):
+        for run in reads.unfinished_runs(skill.name, MAX_CANCELLED_PER_EVENT):
             for rule in rules:
                 recent = rule.get("timeout") is None or now <= run.created_at + parse_duration(
                     rule["timeout"]

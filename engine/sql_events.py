@@ -4,29 +4,42 @@ runs they start, the waits they end) in the same transaction, and reading them b
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
+from engine import sql_route_reads as route_reads
 from engine import sql_writes as writes
-from engine.jsonutil import loads
 from engine.records import Event, EventRoute, Run, Wait
-from engine.schema import events, runs, steps
+from engine.schema import events, runs
 from engine.sql_backend import EVENTS, WORK
+from engine.sql_route_reads import SkillVersionCache, TransactionReads
+from engine.store import RoutePlanner
 from engine.store_rows import event_from_row
 from engine.store_writer import announce
 
 
 class SqlEvents:
-    """Needs `_read(statement)` and `_write()` (a StoreWriter) from the class it is mixed into."""
+    """Needs `_read(statement)`, `_read_with(fn)`, `_write()` (a StoreWriter) and `_skill_versions`
+    from the class it is mixed into."""
 
     _read: Callable[[Any], list[Any]]
+    _read_with: Callable[[Callable[[Connection], Any]], Any]
     _write: Callable[[], Any]
+    _skill_versions: SkillVersionCache
 
     def append_events(
-        self, new_events: list[Event], routes: list[EventRoute] | None = None, now: float = 0.0
+        self,
+        new_events: list[Event],
+        routes: list[EventRoute] | None = None,
+        now: float = 0.0,
+        *,
+        plan: RoutePlanner | None = None,
     ) -> list[bool]:
+        if plan is not None:
+            return self._append_and_plan(new_events, plan, now)
         restore = _restorer([run for route in routes or [] for run in route.new_runs])
 
         def write(connection: Connection) -> list[bool]:
@@ -37,6 +50,22 @@ class SqlEvents:
                     writes.apply_route(connection, route, now)
             if any(inserted):
                 announce(connection, WORK if routes else EVENTS)
+            return inserted
+
+        return self._write().call(write, serial=True)  # gates and slots decide from stored runs
+
+    def _append_and_plan(self, new_events: list[Event], plan: RoutePlanner, now: float) -> list[bool]:
+        """Store the new events already marked routed, then plan and apply their routes, all in
+        one transaction: the plan reads what the transaction sees, and no statement marks them."""
+
+        def write(connection: Connection) -> list[bool]:
+            inserted = [writes.insert_event(connection, item, processed_at=now) for item in new_events]
+            stored = [item for item, is_new in zip(new_events, inserted, strict=True) if is_new]
+            if stored:
+                routes = plan(TransactionReads(connection, self._skill_versions), stored)
+                for route in routes:
+                    writes.route_effects(connection, route, now)
+                announce(connection, WORK)
             return inserted
 
         return self._write().call(write, serial=True)  # gates and slots decide from stored runs
@@ -61,24 +90,7 @@ class SqlEvents:
         return [event_from_row(row) for row in self._read(statement)]
 
     def waits_for(self, event_names: set[str]) -> list[Wait]:
-        if not event_names:
-            return []
-        statement = (
-            select(steps.c.run_id, steps.c.key, steps.c.wait_event, steps.c.wait_if, runs.c.event)
-            .join(runs, runs.c.id == steps.c.run_id)
-            .where(steps.c.wait_event.in_(sorted(event_names)), steps.c.status == "waiting")
-            .order_by(steps.c.created_at)
-        )
-        return [
-            Wait(
-                run_id=row["run_id"],
-                key=row["key"],
-                event_name=row["wait_event"],
-                condition=row["wait_if"],
-                run_event=_trigger(row),
-            )
-            for row in self._read(statement)
-        ]
+        return self._read_with(partial(route_reads.waits_for, event_names=event_names))
 
     def apply_events(self, routes: list[EventRoute], now: float) -> list[bool]:
         restore = _restorer([run for route in routes for run in route.new_runs])
@@ -108,12 +120,3 @@ def _restorer(runs: list[Run]) -> Callable[[], None]:
             run.__dict__.update(state)
 
     return restore
-
-
-def _trigger(row: Any) -> Any:
-    """The waiting run's trigger event, for its `if`; empty when the stored event is corrupt (the
-    wait then matches only conditions that do not look at it)."""
-    try:
-        return loads(row["event"])
-    except ValueError:
-        return {}

@@ -9,6 +9,7 @@ from sqlalchemy import and_, or_, select
 
 from engine.records import FINAL_STATUSES, Run
 from engine.schema import runs
+from engine.sql_route_reads import unfinished_runs_statement
 from engine.store_rows import readable_run
 
 MAX_OVERDUE_PER_PASS = 500
@@ -37,10 +38,4 @@ class SqlFlow:
         return [readable_run(row) for row in self._read(statement)]
 
     def unfinished_runs(self, function: str, limit: int) -> list[Run]:
-        statement = (
-            select(runs)
-            .where(runs.c.function == function, runs.c.status.not_in(FINAL_STATUSES))
-            .order_by(runs.c.created_at)
-            .limit(limit)
-        )
-        return [readable_run(row) for row in self._read(statement)]
+        return [readable_run(row) for row in self._read(unfinished_runs_statement(function, limit))]

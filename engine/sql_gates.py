@@ -15,7 +15,10 @@ from engine.jsonutil import dumps, loads
 from engine.records import FINAL_STATUSES, Run, RunGate
 from engine.schema import run_keys, runs
 from engine.sql_cancel import cancel_runs
+from engine.sql_compiled import execute_compiled
 from engine.store_rows import run_to_row
+
+INSERT_RUN = insert(runs)  # every column a bind parameter: compiled once (see sql_compiled)
 
 
 def store_gated_runs(connection: Connection, new_runs: list[Run], gates: list[RunGate], now: float) -> None:
@@ -38,7 +41,7 @@ def store_gated_runs(connection: Connection, new_runs: list[Run], gates: list[Ru
         if reason is None and starts_at.get("throttle", now) > now:
             run.wake_at = max(run.wake_at or now, starts_at["throttle"])
             run.cancel_reason = f"throttled: start delayed by {starts_at['throttle'] - now:.3g}s"
-        connection.execute(insert(runs).values(run_to_row(run)))
+        execute_compiled(connection, INSERT_RUN, run_to_row(run))
         if reason is None and gates_of:
             rows = [
                 {

@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import and_, func, insert, or_, select, update
 from sqlalchemy.engine import Connection, Engine, make_url
@@ -48,6 +48,7 @@ from engine.sql_cancel import cancel_runs
 from engine.sql_events import SqlEvents
 from engine.sql_flow import SqlFlow
 from engine.sql_loops import SqlLoops
+from engine.sql_route_reads import SkillVersionCache
 from engine.sql_stats import SqlStats
 from engine.store_rows import (
     attempt_from_row,
@@ -65,6 +66,7 @@ from engine.store_rows import (
 from engine.store_writer import StoreWriter, announce
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 WAKEABLE = ("queued", "sleeping", "waiting")
 
@@ -98,6 +100,7 @@ class SqlStore(SqlEvents, SqlLoops, SqlStats, SqlFlow):
         self._backend = backend_for(url)
         self._engine, self._write_engine = self._backend.engines()
         self._writer: StoreWriter | None = None
+        self._skill_versions = SkillVersionCache()
         self._stop_listening: list[Callable[[], None]] = []
         self._closed = False
 
@@ -157,9 +160,13 @@ class SqlStore(SqlEvents, SqlLoops, SqlStats, SqlFlow):
         self._write_engine.dispose()
 
     def _read(self, statement: Any) -> list[Any]:
+        return self._read_with(lambda connection: list(connection.execute(statement).mappings()))
+
+    def _read_with(self, read: Callable[[Connection], T]) -> T:
+        """`read` on a reader's connection."""
         try:
             with self._engine.connect() as connection:
-                return list(connection.execute(statement).mappings())
+                return read(connection)
         except DBAPIError as exc:  # locked, I/O error: say so, as writes do
             raise store_error(exc, "read", self._backend.busy_seconds) from None
 
@@ -227,15 +234,7 @@ class SqlStore(SqlEvents, SqlLoops, SqlStats, SqlFlow):
         return self._write().call(write)
 
     def live_skill_versions(self) -> list[SkillVersion]:
-        statement = (
-            select(versions)
-            .join(
-                skills,
-                and_(skills.c.name == versions.c.name, skills.c.latest_version == versions.c.version),
-            )
-            .where(skills.c.deleted_at.is_(None))
-        )
-        return [version_from_row(row) for row in self._read(statement)]
+        return self._read_with(self._skill_versions.live)
 
     # runs --------------------------------------------------------------------------------
 

@@ -12,34 +12,48 @@ from engine.records import PENDING_STEP, Event, EventRoute, Run, Step, StepResol
 from engine.schema import events, run_slots, runs, steps
 from engine.sql_backend import WORK
 from engine.sql_cancel import cancel_runs
-from engine.sql_gates import store_gated_runs
+from engine.sql_compiled import execute_compiled, fetch_compiled
+from engine.sql_gates import INSERT_RUN, store_gated_runs
 from engine.store_rows import event_to_row, run_to_row, step_to_row
 from engine.store_writer import announce, announcing
 
+_EVENT_EXISTS = select(events.c.id).where(events.c.id == bindparam("id"))
+_INSERT_EVENT = insert(events)
+_MARK_ROUTED = (
+    update(events)
+    .where(events.c.id == bindparam("event_id"), events.c.processed_at.is_(None))
+    .values(processed_at=bindparam("now"))
+)
 
-def insert_event(connection: Connection, item: Event) -> bool:
-    exists = connection.execute(select(events.c.id).where(events.c.id == item.id)).first()
-    if exists is not None:
+
+def insert_event(connection: Connection, item: Event, processed_at: float | None = None) -> bool:
+    """Store an event unless its id is taken; `processed_at` when it is routed in this same
+    transaction (so no second statement marks it). True if it was stored."""
+    if fetch_compiled(connection, _EVENT_EXISTS, {"id": item.id}):
         return False
-    connection.execute(insert(events).values(event_to_row(item)))
+    row = event_to_row(item)
+    if processed_at is not None:
+        row["processed_at"] = processed_at
+    execute_compiled(connection, _INSERT_EVENT, row)
     return True
 
 
 def apply_route(connection: Connection, route: EventRoute, now: float) -> bool:
-    marked = connection.execute(
-        update(events)
-        .where(events.c.id == route.event_id, events.c.processed_at.is_(None))
-        .values(processed_at=now)
-    )
-    if marked.rowcount != 1:
-        return False  # another engine routed it first
+    """Route a stored event, unless another engine routed it first (then False)."""
+    if execute_compiled(connection, _MARK_ROUTED, {"event_id": route.event_id, "now": now}) != 1:
+        return False
+    route_effects(connection, route, now)
+    return True
+
+
+def route_effects(connection: Connection, route: EventRoute, now: float) -> None:
+    """What a route does, for an event marked routed in this transaction."""
     admit_claimed(connection, route, now)
     store_gated_runs(connection, route.new_runs, route.gates, now)
     for resolution in route.resolutions:
         resolve_step(connection, resolution, now)
     for run_id, reason in route.cancels:
         cancel_runs(connection, [run_id], reason, now)
-    return True
 
 
 def admit_claimed(connection: Connection, route: EventRoute, now: float) -> None:
@@ -96,8 +110,8 @@ def insert_runs(connection: Connection, new_runs: list[Run]) -> None:
     for run in new_runs:
         if run.status == "running":
             run.wake_at = None  # claimed at creation: it has no wake time
-    if new_runs:
-        connection.execute(insert(runs), [run_to_row(run) for run in new_runs])
+    for run in new_runs:
+        execute_compiled(connection, INSERT_RUN, run_to_row(run))
 
 
 # Hot-path statements are built once with bind parameters, so SQLAlchemy compiles each once.
@@ -156,32 +170,6 @@ def insert_step_if_owned(connection: Connection, step: Step, owner: str) -> bool
     row = step_to_row(step)
     row["owner"] = owner
     return execute_compiled(connection, _INSERT_STEP_IF_OWNED, row) == 1
-
-
-_COMPILED: dict[tuple[int, str], tuple[str, tuple[str, ...] | None, dict[str, Any]]] = {}
-
-
-def execute_compiled(connection: Connection, statement: Any, params: dict[str, Any]) -> int:
-    """Run a hot-path statement on the driver's cursor, compiled once per dialect.
-
-    SQLAlchemy still writes the SQL (so it stays portable); this skips its per-execution
-    bookkeeping, which costs more than the SQLite insert itself. Returns the row count.
-    """
-    dialect = connection.dialect
-    key = (id(statement), dialect.name)
-    found = _COMPILED.get(key)
-    if found is None:
-        compiled = statement.compile(dialect=dialect)
-        order = tuple(compiled.positiontup) if dialect.positional and compiled.positiontup else None
-        found = _COMPILED[key] = (compiled.string, order, dict(compiled.params))  # + literal binds
-    sql, order, defaults = found
-    values = {**defaults, **params}
-    cursor = connection.connection.driver_connection.cursor()
-    try:
-        cursor.execute(sql, tuple(values[name] for name in order) if order is not None else values)
-        return cursor.rowcount
-    finally:
-        cursor.close()
 
 
 def owns(connection: Connection, run_id: str, owner: str) -> bool:

@@ -30,6 +30,18 @@ from engine.records import (
 )
 
 
+class RouteReads(Protocol):
+    """What routing events reads: the store itself, or the transaction that routes them."""
+
+    def live_skill_versions(self) -> list[SkillVersion]: ...
+    def waits_for(self, event_names: set[str]) -> list[Wait]: ...
+    def unfinished_runs(self, function: str, limit: int) -> list[Run]: ...
+
+
+# Given what the store reads and the events just stored, the route of each of them (in order).
+RoutePlanner = Callable[[RouteReads, list[Event]], list[EventRoute]]
+
+
 class Store(Protocol):
     # lifecycle
     def migrate(self) -> None: ...
@@ -56,11 +68,19 @@ class Store(Protocol):
 
     # events
     def append_events(
-        self, events: list[Event], routes: list[EventRoute] | None = None, now: float = 0.0
+        self,
+        events: list[Event],
+        routes: list[EventRoute] | None = None,
+        now: float = 0.0,
+        *,
+        plan: RoutePlanner | None = None,
     ) -> list[bool]:
         """Insert events whose id is new; True for each one inserted, False for a duplicate id.
 
-        With `routes` (one per event), each new event is routed in the same transaction.
+        With `routes` (one per event), each new event is routed in the same transaction. With
+        `plan`, the store calls it in that transaction, with reads of that transaction and the
+        events it inserted, and applies the routes it returns (it may be called again if the
+        transaction is retried).
         """
 
     def pending_events(self, limit: int) -> list[Event]: ...

@@ -22,7 +22,7 @@ from engine.records import (
     StepCommit,
     StepResolution,
 )
-from engine.store import Store
+from engine.store import RouteReads, Store
 
 NOW = 1_800_000_000.0
 
@@ -139,6 +139,41 @@ def test_a_rate_limit_holds_across_processes_routing_at_once(store_factory: Call
         thread.join(60)
     statuses = Counter(r.status for r in stores[0].list_runs(function="s", limit=100).runs)
     assert statuses == {"queued": 5, "skipped": 75}
+
+
+def test_a_plan_routes_the_new_events_in_their_transaction(store: Store) -> None:
+    """With `plan`, the store stores the events, then asks for the routes of those it stored
+    (not of a duplicate id), reading what that transaction sees, and applies them."""
+    store.add_skill_version(version(triggers=[{"event": "ping"}]), new_skill=True)
+    store.append_events([Event("old", "ping", {}, NOW, NOW)], [EventRoute("old", [], [])], NOW)
+    asked: list[list[str]] = []
+
+    def plan(reads: RouteReads, stored: list[Event]) -> list[EventRoute]:
+        asked.append([event.id for event in stored])
+        assert [skill.name for skill in reads.live_skill_versions()] == ["s"]
+        assert reads.waits_for({"ping"}) == [] and reads.unfinished_runs("s", 10) == []
+        return [EventRoute(event.id, [run(event_id=event.id)], []) for event in stored]
+
+    events = [Event("old", "ping", {}, NOW, NOW), Event("new", "ping", {}, NOW, NOW)]
+    assert store.append_events(events, now=NOW, plan=plan) == [False, True]
+    assert asked == [["new"]]
+    assert len(store.runs_for_event("new")) == 1 and store.runs_for_event("old") == []
+    assert store.pending_events(10) == []  # stored already routed
+    assert store.append_events([Event("new", "ping", {}, NOW, NOW)], now=NOW, plan=plan) == [False]
+    assert asked == [["new"]]  # nothing new: no plan
+
+
+def test_live_skill_versions_follow_other_processes(store_factory: Callable[[], Store]) -> None:
+    """Versions read once may be kept (they never change), but which version is live is read
+    each time: a skill added, updated or deleted by another process shows at once."""
+    first, second = store_factory(), store_factory()
+    assert first.live_skill_versions() == []
+    second.add_skill_version(version(triggers=[{"event": "a"}]), new_skill=True)
+    assert [v.triggers for v in first.live_skill_versions()] == [[{"event": "a"}]]
+    second.add_skill_version(version(triggers=[{"event": "b"}]), new_skill=False)
+    assert [(v.version, v.triggers) for v in first.live_skill_versions()] == [(2, [{"event": "b"}])]
+    second.delete_skill("s", NOW)
+    assert first.live_skill_versions() == []
 
 
 def test_waits_are_found_by_event_name_and_resolved_once(store: Store) -> None:

@@ -329,13 +329,18 @@ class Engine(LoopsAndStats):
         def claim(new_runs: list[Run]) -> None:
             claimed.extend(scheduler.claim_locally(new_runs))
 
-        stored: set[str] = set()
+        def create_and_adopt() -> T:
+            stored: set[str] = set()
+            try:
+                result = create(claim)
+                stored = stored_ids(result)
+                return result
+            finally:  # from this thread: the runs start without a hop through the event loop
+                scheduler.adopt(claimed, stored)
+
         try:
-            result = await self._io(create, claim)
-            stored = stored_ids(result)
-            return result
+            return await self._io(create_and_adopt)
         finally:
-            scheduler.adopt(claimed, stored)
             scheduler.wake()
 
     def _event(self, item: Any, now: float) -> Event:

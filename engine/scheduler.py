@@ -17,7 +17,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 
 from engine.errors import StoreUnavailable
 from engine.event_router import route_pending
@@ -129,13 +129,28 @@ class Scheduler:
 
     def adopt(self, chosen: list[Run], stored: set[str]) -> None:
         """Give back the room `claim_locally` reserved for `chosen`, and start those that were
-        stored as claimed by this engine (the store may have queued some instead)."""
+        stored as claimed by this engine (the store may have queued some instead). Thread-safe:
+        the activations start from the calling thread; a started run keeps its room reserved
+        until the event loop counts it as active."""
+        loop = self._loop
+        starting = [
+            run
+            for run in chosen
+            if run.lease_owner == self.rt.owner and run.status == "running" and run.id in stored
+        ]
+        if self._stopping or loop is None or loop.is_closed():
+            starting = []
         with self._reserve_lock:
-            self._reserved -= len(chosen)
-        for run in chosen:
-            mine = run.lease_owner == self.rt.owner and run.status == "running"
-            if mine and run.id in stored and not self._stopping:
-                self._start(run, fresh=True)
+            self._reserved -= len(chosen) - len(starting)
+        for run in starting:
+            future = self._threads.submit(self._execute, run, True)
+            loop.call_soon_threadsafe(self._track, run.id, future)  # type: ignore[union-attr]
+
+    def _track(self, run_id: str, future: Future[None]) -> None:
+        """Count a run started by `adopt` as active (on the event loop)."""
+        with self._reserve_lock:
+            self._reserved -= 1
+        self._watch(run_id, asyncio.wrap_future(future))
 
     def activation_ended(self) -> asyncio.Event:
         """An event set whenever any activation ends (for callers waiting on a result)."""
@@ -249,11 +264,13 @@ class Scheduler:
             await asyncio.to_thread(fire_due_loops, self.rt, now)
             self._next_tick_at = await asyncio.to_thread(self.rt.store.next_loop_fire_at)
 
-    def _start(self, run: Run, *, fresh: bool = False) -> None:
+    def _start(self, run: Run) -> None:
         assert self._loop is not None
-        future = asyncio.wrap_future(self._threads.submit(self._execute, run, fresh))
-        self._active[run.id] = future
-        future.add_done_callback(lambda _: self._ended(run.id))
+        self._watch(run.id, asyncio.wrap_future(self._threads.submit(self._execute, run, False)))
+
+    def _watch(self, run_id: str, future: asyncio.Future[None]) -> None:
+        self._active[run_id] = future
+        future.add_done_callback(lambda _: self._ended(run_id))
 
     def _execute(self, run: Run, fresh: bool) -> None:
         try:

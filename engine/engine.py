@@ -304,10 +304,12 @@ class Engine(LoopsAndStats):
         now = self.clock.now()
         events = [self._event(item, now) for item in items]
         await self.backlog.admit(len(events))
-        started = await self._create_locally(
+        routed = await self._create_locally(
             lambda claim: append_and_route(self.store, events, now, claim),
-            lambda done: {run_id for ids in done.values() for run_id in ids},
+            lambda done: {run_id for ids in done.started.values() for run_id in ids},
+            lambda done: done.other_work,
         )
+        started = routed.started
         run_ids: list[str] = []
         for event in events:
             if event.id in started:
@@ -317,10 +319,15 @@ class Engine(LoopsAndStats):
         return SendResult(event_ids=[event.id for event in events], run_ids=run_ids)
 
     async def _create_locally(
-        self, create: Callable[[ClaimLocally | None], T], stored_ids: Callable[[T], set[str]]
+        self,
+        create: Callable[[ClaimLocally | None], T],
+        stored_ids: Callable[[T], set[str]],
+        other_work: Callable[[T], bool] = lambda _: False,
     ) -> T:
         """Create runs in the store, claimed by this engine's scheduler when it has room, so
-        they start without waiting for a claim; the others are queued for any engine."""
+        they start without waiting for a claim; the others are queued for any engine, and the
+        scheduler is woken for them (only then: a needless claim pass competes with the runs
+        just started)."""
         scheduler = self.scheduler
         if scheduler is None:
             return await self._io(create, None)
@@ -331,17 +338,17 @@ class Engine(LoopsAndStats):
 
         def create_and_adopt() -> T:
             stored: set[str] = set()
+            more = True  # unless the write is known to have made no other work
             try:
                 result = create(claim)
                 stored = stored_ids(result)
+                more = other_work(result)
                 return result
             finally:  # from this thread: the runs start without a hop through the event loop
-                scheduler.adopt(claimed, stored)
+                if scheduler.adopt(claimed, stored) != stored or more:
+                    scheduler.wake()
 
-        try:
-            return await self._io(create_and_adopt)
-        finally:
-            scheduler.wake()
+        return await self._io(create_and_adopt)
 
     def _event(self, item: Any, now: float) -> Event:
         if not isinstance(item, dict) or "name" not in item or set(item) - {"name", "data", "id", "ts"}:

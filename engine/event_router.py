@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from engine.expressions import matches
 from engine.flow import cancellations, gates_for, priority_seconds, slots_for
@@ -81,10 +82,16 @@ def started_runs(routes: list[EventRoute], applied: list[bool]) -> dict[str, lis
     return {item.event_id: [run.id for run in item.new_runs] for item, ok in done if ok}
 
 
+@dataclass(frozen=True)
+class Routed:
+    started: dict[str, list[str]]  # the runs each stored event started, by event id
+    other_work: bool  # waits ended or runs cancelled too: work for a scheduler beyond new runs
+
+
 def append_and_route(
     store: Store, batch: list[Event], now: float, claim: ClaimLocally | None = None
-) -> dict[str, list[str]]:
-    """Store new events and route them in one transaction; returns the runs started by event id.
+) -> Routed:
+    """Store new events and route them in one transaction; returns what they started.
 
     The routes are planned inside that transaction (from what it reads), for the events it
     stored: a duplicate id is not stored again and starts nothing.
@@ -99,7 +106,10 @@ def append_and_route(
         return routes
 
     store.append_events(batch, now=now, plan=plan)
-    return {item.event_id: [run.id for run in item.new_runs] for item in planned}
+    return Routed(
+        started={item.event_id: [run.id for run in item.new_runs] for item in planned},
+        other_work=any(item.resolutions or item.cancels for item in planned),
+    )
 
 
 def route_pending(store: Store, now: float) -> dict[str, list[str]]:

@@ -127,11 +127,11 @@ class Scheduler:
             run.lease_owner, run.lease_expires_at = self.rt.owner, now + self.lease_seconds
         return chosen
 
-    def adopt(self, chosen: list[Run], stored: set[str]) -> None:
+    def adopt(self, chosen: list[Run], stored: set[str]) -> set[str]:
         """Give back the room `claim_locally` reserved for `chosen`, and start those that were
         stored as claimed by this engine (the store may have queued some instead). Thread-safe:
         the activations start from the calling thread; a started run keeps its room reserved
-        until the event loop counts it as active."""
+        until the event loop counts it as active. Returns the ids started."""
         loop = self._loop
         starting = [
             run
@@ -145,6 +145,7 @@ class Scheduler:
         for run in starting:
             future = self._threads.submit(self._execute, run, True)
             loop.call_soon_threadsafe(self._track, run.id, future)  # type: ignore[union-attr]
+        return {run.id for run in starting}
 
     def _track(self, run_id: str, future: Future[None]) -> None:
         """Count a run started by `adopt` as active (on the event loop)."""

@@ -75,22 +75,23 @@ def admit_claimed(connection: Connection, route: EventRoute, now: float) -> None
             held[name] = held.get(name, 0) + 1
         if slots:
             admitted.append((run, slots))
-    if admitted:
-        rows = [
-            {"run_id": r.id, "slot": name, "capacity": cap} for r, slots in admitted for name, cap in slots
-        ]
-        connection.execute(insert(run_slots), rows)
+    for run, slots in admitted:
+        for name, capacity in slots:
+            execute_compiled(connection, _INSERT_SLOT, {"run_id": run.id, "slot": name, "capacity": capacity})
+
+
+_INSERT_SLOT = insert(run_slots)
+_HELD_SLOTS = (
+    select(run_slots.c.slot, func.count().label("held"))
+    .select_from(run_slots.join(runs, runs.c.id == run_slots.c.run_id))
+    .where(runs.c.status == "running")
+    .group_by(run_slots.c.slot)
+)
 
 
 def held_slots(connection: Connection) -> dict[str, int]:
     """How many running runs hold each concurrency slot."""
-    statement = (
-        select(run_slots.c.slot, func.count())
-        .select_from(run_slots.join(runs, runs.c.id == run_slots.c.run_id))
-        .where(runs.c.status == "running")
-        .group_by(run_slots.c.slot)
-    )
-    return {slot: count for slot, count in connection.execute(statement)}
+    return {row["slot"]: row["held"] for row in fetch_compiled(connection, _HELD_SLOTS, {})}
 
 
 def take_slots(connection: Connection, chosen: list[tuple[Run, list[tuple[str, int]]]]) -> None:

@@ -45,6 +45,7 @@ from engine.schema import (
 )
 from engine.sql_backend import EVENTS, WORK, Listener, backend_for, store_error
 from engine.sql_cancel import cancel_runs
+from engine.sql_compiled import fetch_compiled
 from engine.sql_events import SqlEvents
 from engine.sql_flow import SqlFlow
 from engine.sql_loops import SqlLoops
@@ -527,20 +528,25 @@ class SqlStore(SqlEvents, SqlLoops, SqlStats, SqlFlow):
 
     def backlog_size(self) -> int:
         """Work accepted but not started: queued runs and events not yet routed."""
-        with self._engine.connect() as connection:
-            queued = connection.execute(
-                select(func.count()).select_from(runs).where(runs.c.status == "queued")
-            ).scalar_one()
-            unrouted = connection.execute(
-                select(func.count()).select_from(events).where(events.c.processed_at.is_(None))
-            ).scalar_one()
-        return int(queued) + int(unrouted)
+        [row] = self._read_with(lambda connection: fetch_compiled(connection, _BACKLOG, {}))
+        return int(row["queued"]) + int(row["unrouted"])
 
     def table_counts(self) -> dict[str, int]:
         return {
             table.name: self._read(select(func.count().label("n")).select_from(table))[0]["n"]
             for table in ALL_TABLES
         }
+
+
+# Read on the send path (every few sends, for back-pressure): one statement, compiled once.
+_BACKLOG = select(
+    select(func.count()).select_from(runs).where(runs.c.status == "queued").scalar_subquery().label("queued"),
+    select(func.count())
+    .select_from(events)
+    .where(events.c.processed_at.is_(None))
+    .scalar_subquery()
+    .label("unrouted"),
+)
 
 
 def _decoded(connection: Connection, rows: list[Any], now: float) -> list[Run]:

@@ -283,8 +283,10 @@ def _read_pages(base: str, world: World) -> None:
 def _read_cli(home: Path, world: World) -> None:
     env = base_env(home)
     commands = [["runs"], ["runs", "--json", "--limit", "100"], ["skills", "--json"], ["loops", "--json"]]
+    shown: set[str] = set()  # one run of each skill: every CLI start costs a second or two
     for run_id, run in world.runs.items():
-        if run["function"] in ("uses", "fails", "flaky", "child", "listener"):
+        if run["function"] in {"uses", "fails", "flaky", "child", "listener"} - shown:
+            shown.add(run["function"])
             commands += [["runs", "show", run_id], ["trace", run_id], ["trace", run_id, "--otel"]]
     for command in commands:
         done = subprocess.run(

@@ -1,8 +1,11 @@
 """Group commit: one thread owns the write connection and commits queued writes together.
 
 Concurrent runs each wait for their own step to be durable, but the writer commits every write
-that queued up meanwhile in one transaction, each inside its own savepoint so that one failing
-write does not undo the others. A write counts as done only once its transaction has committed.
+that queued up meanwhile in one transaction. A write counts as done only once its transaction has
+committed. A caller that finds the connection idle commits its own write (and whatever queued up)
+on its own thread: at low concurrency a step then costs no hand-off to the writer thread and back.
+A batch runs without savepoints; if one write in it fails, the batch is undone and run again with
+each write inside its own savepoint, so that the failing write does not undo the others.
 A write that decides from what it reads across processes asks for `serial`: the batch then takes
 the backend's cross-process lock first. A batch that a deadlock or serialization failure undid is
 run again as a whole (its writes are functions of the database, so they can be).
@@ -34,6 +37,11 @@ NOTIFIES = "stepkeeper.notifies"
 
 WriteFn = Callable[[Connection], Any]
 Item = tuple[WriteFn, "Future[Any]", bool]
+Result = tuple["Future[Any]", Any, BaseException | None]
+
+
+class _OneFailed(Exception):
+    """A write in a batch run without savepoints failed: the batch is undone and run again."""
 
 
 def announce(connection: Connection, kind: str) -> None:
@@ -52,6 +60,8 @@ class StoreWriter:
         self._backend = backend
         self._queue: queue.SimpleQueue[Item | None] = queue.SimpleQueue()
         self._closed = False
+        self._busy = threading.Lock()  # held by whichever thread is using the connection
+        self._connection: Connection | None = None
         self._thread = threading.Thread(target=self._loop, name="stepkeeper-writer", daemon=True)
         self._thread.start()
 
@@ -65,6 +75,15 @@ class StoreWriter:
 
     def call(self, fn: Callable[[Connection], T], *, serial: bool = False) -> T:
         """Run `fn` in a write transaction and return its result once committed."""
+        if self._busy.acquire(blocking=False):
+            future: Future[T] = Future()
+            try:
+                if self._closed:
+                    raise StoreUnavailable("the store is closed")
+                self._commit(self._connect(), [(fn, future, serial), *self._queued()])
+            finally:
+                self._busy.release()
+            return future.result()
         return self.submit(fn, serial=serial).result()
 
     def close(self) -> None:
@@ -72,6 +91,10 @@ class StoreWriter:
         self._queue.put(None)
         self._thread.join(timeout=10)
         self._fail_queued()
+        with self._busy:
+            if self._connection is not None:
+                self._connection.close()
+                self._connection = None
 
     def _fail_queued(self) -> None:
         """Writes that arrived after close get an error rather than waiting forever."""
@@ -84,25 +107,33 @@ class StoreWriter:
                 item[1].set_exception(StoreUnavailable("the store is closed"))
 
     def _loop(self) -> None:
-        connection = self._engine.connect()
-        try:
-            while True:
-                item = self._queue.get()
-                if item is None:
-                    return
-                batch = [item]
-                while len(batch) < MAX_BATCH:
-                    try:
-                        more = self._queue.get_nowait()
-                    except queue.Empty:
-                        break
-                    if more is None:
-                        self._commit(connection, batch)
-                        return
-                    batch.append(more)
-                self._commit(connection, batch)
-        finally:
-            connection.close()
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            with self._busy:
+                self._commit(self._connect(), [item, *self._queued()])
+
+    def _connect(self) -> Connection:
+        """The write connection, opened by the first write (the caller holds `_busy`)."""
+        if self._connection is None:
+            self._connection = self._engine.connect()
+        return self._connection
+
+    def _queued(self) -> list[Item]:
+        """The writes queued up meanwhile, to commit with the one in hand. The end-of-queue
+        marker stays queued for the writer thread."""
+        batch: list[Item] = []
+        while len(batch) < MAX_BATCH - 1:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is None:
+                self._queue.put(None)
+                break
+            batch.append(item)
+        return batch
 
     def _commit(self, connection: Connection, batch: list[Item]) -> None:
         for attempt in range(TRANSIENT_RETRIES + 1):
@@ -126,30 +157,47 @@ class StoreWriter:
             else:
                 future.set_exception(error)
 
-    def _transaction(
-        self, connection: Connection, batch: list[Item]
-    ) -> list[tuple[Future[Any], Any, BaseException | None]]:
-        results: list[tuple[Future[Any], Any, BaseException | None]] = []
+    def _transaction(self, connection: Connection, batch: list[Item]) -> list[Result]:
+        if len(batch) == 1:  # its failure is its own: it reaches the caller
+            fn, future, _ = batch[0]
+            return self._in_transaction(connection, batch, lambda: [(future, fn(connection), None)])
+        try:
+            return self._in_transaction(connection, batch, lambda: self._together(connection, batch))
+        except _OneFailed:  # undone whole: run again, each write in its own savepoint
+            return self._in_transaction(
+                connection,
+                batch,
+                lambda: [self._in_savepoint(connection, fn, future) for fn, future, _ in batch],
+            )
+
+    def _in_transaction(
+        self, connection: Connection, batch: list[Item], writes: Callable[[], list[Result]]
+    ) -> list[Result]:
         connection.info.pop(ANNOUNCED, None)
         connection.info[NOTIFIES] = self._backend.notifies
         with connection.begin():
             if any(serial for _, _, serial in batch):
                 self._backend.serialize(connection)
-            if len(batch) == 1:
-                fn, future, _ = batch[0]
-                results.append((future, fn(connection), None))
-            else:
-                for fn, future, _ in batch:
-                    results.append(self._in_savepoint(connection, fn, future))
+            results = writes()
             announced = connection.info.pop(ANNOUNCED, None)
             if announced:
                 self._backend.announce(connection, announced)
         return results
 
     @staticmethod
-    def _in_savepoint(
-        connection: Connection, fn: WriteFn, future: Future[Any]
-    ) -> tuple[Future[Any], Any, BaseException | None]:
+    def _together(connection: Connection, batch: list[Item]) -> list[Result]:
+        results: list[Result] = []
+        for fn, future, _ in batch:
+            try:
+                results.append((future, fn(connection), None))
+            except OperationalError:
+                raise  # the connection itself is in trouble: fail the whole batch
+            except Exception as exc:
+                raise _OneFailed from exc
+        return results
+
+    @staticmethod
+    def _in_savepoint(connection: Connection, fn: WriteFn, future: Future[Any]) -> Result:
         savepoint = connection.begin_nested()
         try:
             value = fn(connection)

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import threading
+from concurrent.futures import Future
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
 
 from engine.records import Run
 from engine.sql_events import _restorer
@@ -75,5 +76,52 @@ def test_a_transient_failure_reruns_the_whole_batch_from_fresh_inputs(tmp_path: 
 
     assert writer.call(write) == "skipped"
     assert attempts == ["queued", "queued"]  # the retry did not start from the undone mark
+    writer.close()
+    store.close()
+
+
+def test_a_write_on_an_idle_writer_commits_on_the_callers_thread(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'c.db'}"
+    store = SqlStore(url)
+    writer = StoreWriter(store.sa_engine, SqliteBackend(url))
+    ran_on: list[int] = []
+    writer.call(lambda connection: ran_on.append(threading.get_ident()))
+    assert ran_on == [threading.get_ident()]  # no hand-off to the writer thread and back
+    writer.close()
+    with pytest.raises(Exception, match="closed"):
+        writer.call(lambda connection: None)
+    store.close()
+
+
+def test_a_batch_takes_savepoints_only_when_one_of_its_writes_fails(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    store = SqlStore(url)
+    engine = store.sa_engine
+    with engine.begin() as connection:
+        connection.execute(text("CREATE TABLE t (k INTEGER PRIMARY KEY)"))
+    statements: list[str] = []
+    event.listen(engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
+    writer = StoreWriter(engine, SqliteBackend(url))
+
+    def batch(keys: list[int]) -> list[Future[object]]:
+        gate, holding = threading.Event(), threading.Event()
+        first = writer.submit(lambda connection: (holding.set(), gate.wait(5)))
+        holding.wait(5)
+        futures = [writer.submit(lambda c, k=k: c.execute(text(f"INSERT INTO t VALUES ({k})"))) for k in keys]
+        gate.set()
+        first.result(5)
+        for future in futures:
+            future.exception(5)
+        return futures
+
+    batch([1, 2, 3])
+    assert not [s for s in statements if "SAVEPOINT" in s.upper()]
+    assert sum("INSERT" in s for s in statements) == 3  # each write ran once
+    statements.clear()
+    failed = batch([4, 1, 5])  # 1 is taken: the batch is undone and run again in savepoints
+    assert [f.exception() is not None for f in failed] == [False, True, False]
+    assert any("SAVEPOINT" in s.upper() for s in statements)
+    with engine.connect() as connection:
+        assert [row[0] for row in connection.execute(text("SELECT k FROM t ORDER BY k"))] == [1, 2, 3, 4, 5]
     writer.close()
     store.close()

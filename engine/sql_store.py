@@ -12,7 +12,7 @@ import logging
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy import and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import DBAPIError
 
@@ -249,7 +249,7 @@ class SqlStore(SqlEvents, SqlLoops, SqlStats, SqlFlow):
         self._write().call(write)
 
     def get_run(self, run_id: str) -> Run | None:
-        rows = self._read(select(runs).where(runs.c.id == run_id))
+        rows = self._read_with(lambda connection: fetch_compiled(connection, _GET_RUN, {"run_id": run_id}))
         return readable_run(rows[0]) if rows else None
 
     def list_runs(
@@ -415,21 +415,7 @@ class SqlStore(SqlEvents, SqlLoops, SqlStats, SqlFlow):
         new_runs: list[Run] | None = None,
     ) -> bool:
         def write(connection: Connection) -> bool:
-            result = connection.execute(
-                update(runs)
-                .where(runs.c.id == run_id, runs.c.lease_owner == owner, runs.c.status == "running")
-                .values(
-                    status=status,
-                    output=None if output is None else dumps(output),
-                    error=None if error is None else dumps(error),
-                    ended_at=now,
-                    updated_at=now,
-                    wake_at=None,
-                    lease_owner=None,
-                    lease_expires_at=None,
-                )
-            )
-            if result.rowcount != 1:
+            if not writes.finish(connection, run_id, owner, status, (output, error, now)):
                 return False
             if resolution is not None:
                 writes.resolve_step(connection, resolution, now)
@@ -537,6 +523,9 @@ class SqlStore(SqlEvents, SqlLoops, SqlStats, SqlFlow):
             for table in ALL_TABLES
         }
 
+
+# Read by every wait for a run's result: compiled once.
+_GET_RUN = select(runs).where(runs.c.id == bindparam("run_id"))
 
 # Read on the send path (every few sends, for back-pressure): one statement, compiled once.
 _BACKLOG = select(

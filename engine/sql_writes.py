@@ -17,6 +17,8 @@ from engine.sql_gates import INSERT_RUN, store_gated_runs
 from engine.store_rows import event_to_row, run_to_row, step_to_row
 from engine.store_writer import announce, announcing
 
+FinalOutcome = tuple[Any, dict[str, Any] | None, float]  # output, error, when it ended
+
 _EVENT_EXISTS = select(events.c.id).where(events.c.id == bindparam("id"))
 _INSERT_EVENT = insert(events)
 _MARK_ROUTED = (
@@ -141,6 +143,37 @@ _RELEASE = (
         updated_at=bindparam("now"),
     )
 )
+
+
+_FINISH = (
+    update(runs)
+    .where(runs.c.id == bindparam("run_id"), runs.c.lease_owner == bindparam("owner"))
+    .where(runs.c.status == "running")
+    .values(
+        status=bindparam("status"),
+        output=bindparam("output"),
+        error=bindparam("error"),
+        ended_at=bindparam("now"),
+        updated_at=bindparam("now"),
+        wake_at=None,
+        lease_owner=None,
+        lease_expires_at=None,
+    )
+)
+
+
+def finish(connection: Connection, run_id: str, owner: str, status: str, outcome: FinalOutcome) -> bool:
+    """End a run this owner holds, with its output or error; False if it no longer holds it."""
+    output, error, now = outcome
+    params = {
+        "run_id": run_id,
+        "owner": owner,
+        "status": status,
+        "output": None if output is None else dumps(output),
+        "error": None if error is None else dumps(error),
+        "now": now,
+    }
+    return execute_compiled(connection, _FINISH, params) == 1
 
 
 def _step_value(name: str) -> Any:

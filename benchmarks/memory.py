@@ -3,12 +3,19 @@ workers), sampled every 20 ms while a workload runs.
 
 Each process counts its proportional set size (PSS: private pages, plus shared pages divided by
 the number of processes sharing them), so forked workers that share the zygote's pages
-copy-on-write are not counted many times over, as summing RSS would."""
+copy-on-write are not counted many times over, as summing RSS would.
+
+The sampler is a process of its own (`python -m benchmarks.memory ROOT`), for stepkeeper as for
+DBOS: reading /proc every 20 ms from a thread of the measured process would take that
+process's interpreter lock from the workload it measures.
+"""
 
 from __future__ import annotations
 
 import os
-import threading
+import select
+import subprocess
+import sys
 from pathlib import Path
 from types import TracebackType
 
@@ -38,12 +45,13 @@ def _pss_kb(pid: int) -> int:
     return 0
 
 
-def tree_mb(root: int) -> float:
+def tree_mb(root: int, leave_out: int | None = None) -> float:
     tree, total, todo = _children(), 0, [root]
     while todo:
         pid = todo.pop()
-        total += _pss_kb(pid)
-        todo.extend(tree.get(pid, []))
+        if pid != leave_out:
+            total += _pss_kb(pid)
+            todo.extend(tree.get(pid, []))
     return total / 1024
 
 
@@ -53,20 +61,34 @@ class PeakMemory:
     def __init__(self, root: int | None = None) -> None:
         self.root = root or os.getpid()
         self.mb = 0.0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._sampler: subprocess.Popen[str] | None = None
 
     def __enter__(self) -> PeakMemory:
-        self._thread.start()
+        self._sampler = subprocess.Popen(
+            [sys.executable, "-m", "benchmarks.memory", str(self.root)],
+            cwd=Path(__file__).resolve().parent.parent,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         return self
 
     def __exit__(
         self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
     ) -> None:
-        self._stop.set()
-        self._thread.join()
+        assert self._sampler is not None
+        stdout, _ = self._sampler.communicate(timeout=30)  # closing its stdin ends the sampling
+        self.mb = float(stdout.strip() or 0)
 
-    def _sample(self) -> None:
-        while not self._stop.is_set():
-            self.mb = max(self.mb, tree_mb(self.root))
-            self._stop.wait(SAMPLE_S)
+
+def sample(root: int) -> float:
+    """The peak of `tree_mb(root)` (leaving this process out) until stdin closes."""
+    peak = 0.0
+    while True:
+        peak = max(peak, tree_mb(root, leave_out=os.getpid()))
+        if select.select([sys.stdin], [], [], SAMPLE_S)[0]:
+            return peak  # the only thing that comes on stdin is its end
+
+
+if __name__ == "__main__":
+    print(sample(int(sys.argv[1])))

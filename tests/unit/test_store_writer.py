@@ -16,32 +16,43 @@ from engine.sqlite import SqliteBackend
 from engine.store_writer import StoreWriter
 
 
-def test_a_failing_write_in_a_batch_does_not_undo_the_others(tmp_path: Path) -> None:
+def _store_with_table(tmp_path: Path) -> tuple[SqlStore, str]:
+    """A store whose database holds a table `t (k INTEGER PRIMARY KEY)`, and its URL."""
     url = f"sqlite:///{tmp_path / 'w.db'}"
     store = SqlStore(url)
-    engine = store.sa_engine
-    with engine.begin() as connection:
+    with store.sa_engine.begin() as connection:
         connection.execute(text("CREATE TABLE t (k INTEGER PRIMARY KEY)"))
-    writer = StoreWriter(engine, SqliteBackend(url))
+    return store, url
+
+
+def _batch_of_inserts(writer: StoreWriter, keys: list[int]) -> list[Future[object]]:
+    """Insert `keys` into `t`, one write each, queued while the writer is busy so that they form
+    one batch; returns once all of them are done."""
     gate, holding = threading.Event(), threading.Event()
-
-    def hold(connection: object) -> None:
-        holding.set()
-        gate.wait(5)
-
-    first = writer.submit(hold)
-    holding.wait(5)  # the writer is busy: the next writes queue up and form one batch
-    good = [writer.submit(lambda c, k=k: c.execute(text(f"INSERT INTO t VALUES ({k})"))) for k in (1, 2)]
-    bad = writer.submit(lambda c: c.execute(text("INSERT INTO t VALUES (1)")))  # duplicate key
-    last = writer.submit(lambda c: c.execute(text("INSERT INTO t VALUES (3)")))
+    first = writer.submit(lambda connection: (holding.set(), gate.wait(5)))
+    holding.wait(5)
+    futures = [writer.submit(lambda c, k=k: c.execute(text(f"INSERT INTO t VALUES ({k})"))) for k in keys]
     gate.set()
     first.result(5)
-    for future in [*good, last]:
+    for future in futures:
+        future.exception(5)
+    return futures
+
+
+def _keys(store: SqlStore) -> list[int]:
+    with store.sa_engine.connect() as connection:
+        return [row[0] for row in connection.execute(text("SELECT k FROM t ORDER BY k"))]
+
+
+def test_a_failing_write_in_a_batch_does_not_undo_the_others(tmp_path: Path) -> None:
+    store, url = _store_with_table(tmp_path)
+    writer = StoreWriter(store.sa_engine, SqliteBackend(url))
+    good_1, good_2, bad, last = _batch_of_inserts(writer, [1, 2, 1, 3])  # the second 1 is a duplicate
+    for future in [good_1, good_2, last]:
         future.result(5)
     with pytest.raises(Exception, match="UNIQUE"):
         bad.result(5)
-    with engine.connect() as connection:
-        assert [row[0] for row in connection.execute(text("SELECT k FROM t ORDER BY k"))] == [1, 2, 3]
+    assert _keys(store) == [1, 2, 3]
     writer.close()
     store.close()
 
@@ -94,34 +105,17 @@ def test_a_write_on_an_idle_writer_commits_on_the_callers_thread(tmp_path: Path)
 
 
 def test_a_batch_takes_savepoints_only_when_one_of_its_writes_fails(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 's.db'}"
-    store = SqlStore(url)
-    engine = store.sa_engine
-    with engine.begin() as connection:
-        connection.execute(text("CREATE TABLE t (k INTEGER PRIMARY KEY)"))
+    store, url = _store_with_table(tmp_path)
     statements: list[str] = []
-    event.listen(engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
-    writer = StoreWriter(engine, SqliteBackend(url))
-
-    def batch(keys: list[int]) -> list[Future[object]]:
-        gate, holding = threading.Event(), threading.Event()
-        first = writer.submit(lambda connection: (holding.set(), gate.wait(5)))
-        holding.wait(5)
-        futures = [writer.submit(lambda c, k=k: c.execute(text(f"INSERT INTO t VALUES ({k})"))) for k in keys]
-        gate.set()
-        first.result(5)
-        for future in futures:
-            future.exception(5)
-        return futures
-
-    batch([1, 2, 3])
+    event.listen(store.sa_engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
+    writer = StoreWriter(store.sa_engine, SqliteBackend(url))
+    _batch_of_inserts(writer, [1, 2, 3])
     assert not [s for s in statements if "SAVEPOINT" in s.upper()]
     assert sum("INSERT" in s for s in statements) == 3  # each write ran once
     statements.clear()
-    failed = batch([4, 1, 5])  # 1 is taken: the batch is undone and run again in savepoints
+    failed = _batch_of_inserts(writer, [4, 1, 5])  # 1 is taken: undone, run again in savepoints
     assert [f.exception() is not None for f in failed] == [False, True, False]
     assert any("SAVEPOINT" in s.upper() for s in statements)
-    with engine.connect() as connection:
-        assert [row[0] for row in connection.execute(text("SELECT k FROM t ORDER BY k"))] == [1, 2, 3, 4, 5]
+    assert _keys(store) == [1, 2, 3, 4, 5]
     writer.close()
     store.close()

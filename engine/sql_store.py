@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import base64
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import replace
 from typing import Any, TypeVar
 
 from sqlalchemy import and_, bindparam, func, insert, or_, select, update
@@ -76,7 +77,7 @@ CLAIM_LOOKAHEAD = 64  # due runs looked at beyond the limit, when some may wait 
 
 
 def _admitted(
-    connection: Connection, candidates: list[Run], slots_of: SlotsOf, limit: int
+    connection: Connection, candidates: Iterable[Run], slots_of: SlotsOf, limit: int
 ) -> list[tuple[Run, list[Slot]]]:
     """The candidates, oldest first, whose every slot has room (FIFO within a slot)."""
     held = writes.held_slots(connection)
@@ -162,6 +163,10 @@ class SqlStore(SqlEvents, SqlLoops, SqlStats, SqlFlow):
 
     def _read(self, statement: Any) -> list[Any]:
         return self._read_with(lambda connection: list(connection.execute(statement).mappings()))
+
+    def _read_compiled(self, statement: Any, params: dict[str, Any]) -> list[dict[str, Any]]:
+        """A hot read built once at import (see `engine.sql_compiled`)."""
+        return self._read_with(lambda connection: fetch_compiled(connection, statement, params))
 
     def _read_with(self, read: Callable[[Connection], T]) -> T:
         """`read` on a reader's connection."""
@@ -249,7 +254,7 @@ class SqlStore(SqlEvents, SqlLoops, SqlStats, SqlFlow):
         self._write().call(write)
 
     def get_run(self, run_id: str) -> Run | None:
-        rows = self._read_with(lambda connection: fetch_compiled(connection, _GET_RUN, {"run_id": run_id}))
+        rows = self._read_compiled(_GET_RUN, {"run_id": run_id})
         return readable_run(rows[0]) if rows else None
 
     def list_runs(
@@ -301,14 +306,15 @@ class SqlStore(SqlEvents, SqlLoops, SqlStats, SqlFlow):
             )
             candidates = _decoded(connection, connection.execute(due).mappings().all(), now)
             if slots_of is None:
-                ids = [run.id for run in candidates]
+                chosen_runs = list(candidates)
             else:
                 chosen = _admitted(connection, candidates, slots_of, limit)
                 writes.take_slots(connection, chosen)
-                ids = [run.id for run, _ in chosen]
-            if not ids:
+                chosen_runs = [run for run, _ in chosen]
+            if not chosen_runs:
                 return []
-            connection.execute(
+            ids = [run.id for run in chosen_runs]
+            result = connection.execute(
                 update(runs)
                 .where(runs.c.id.in_(ids), runs.c.status.in_(WAKEABLE))
                 .values(
@@ -320,6 +326,8 @@ class SqlStore(SqlEvents, SqlLoops, SqlStats, SqlFlow):
                     wake_at=None,
                 )
             )
+            if result.rowcount == len(ids):  # all taken (the rows are locked): no need to read them back
+                return [_as_claimed(run, owner, lease_until, now) for run in chosen_runs]
             rows = connection.execute(select(runs).where(runs.c.id.in_(ids))).mappings()
             claimed = [run_from_row(row) for row in rows if row["lease_owner"] == owner]
             claimed.sort(key=lambda run: ids.index(run.id))
@@ -494,14 +502,10 @@ class SqlStore(SqlEvents, SqlLoops, SqlStats, SqlFlow):
     # steps, attempts, logs ---------------------------------------------------------------
 
     def load_steps(self, run_id: str) -> list[Step]:
-        rows = self._read(select(steps).where(steps.c.run_id == run_id).order_by(steps.c.seq))
-        return [step_from_row(row) for row in rows]
+        return [step_from_row(row) for row in self._read_compiled(_STEPS_OF, {"run_id": run_id})]
 
     def load_attempts(self, run_id: str) -> list[Attempt]:
-        rows = self._read(
-            select(attempts).where(attempts.c.run_id == run_id).order_by(attempts.c.key, attempts.c.attempt)
-        )
-        return [attempt_from_row(row) for row in rows]
+        return [attempt_from_row(row) for row in self._read_compiled(_ATTEMPTS_OF, {"run_id": run_id})]
 
     def append_logs(self, logs: list[LogLine]) -> None:
         if logs:
@@ -524,8 +528,14 @@ class SqlStore(SqlEvents, SqlLoops, SqlStats, SqlFlow):
         }
 
 
-# Read by every wait for a run's result: compiled once.
+# Read by every wait for a run's result, and by every run claimed from the queue: compiled once.
 _GET_RUN = select(runs).where(runs.c.id == bindparam("run_id"))
+_STEPS_OF = select(steps).where(steps.c.run_id == bindparam("run_id")).order_by(steps.c.seq)
+_ATTEMPTS_OF = (
+    select(attempts)
+    .where(attempts.c.run_id == bindparam("run_id"))
+    .order_by(attempts.c.key, attempts.c.attempt)
+)
 
 # Read on the send path (every few sends, for back-pressure): one statement, compiled once.
 _BACKLOG = select(
@@ -538,13 +548,13 @@ _BACKLOG = select(
 )
 
 
-def _decoded(connection: Connection, rows: list[Any], now: float) -> list[Run]:
+def _decoded(connection: Connection, rows: list[Any], now: float) -> Iterator[Run]:
     """The due runs, except those whose stored record is corrupt: they fail here, with the
-    error naming the record, rather than stopping every claim (and so every run) for good."""
-    decoded = []
+    error naming the record, rather than stopping every claim (and so every run) for good.
+    Decoded as they are asked for: a claim that counts slots stops at its limit."""
     for row in rows:
         try:
-            decoded.append(run_from_row(row))
+            yield run_from_row(row)
         except CorruptRecord as exc:
             log.error("run %s cannot start: %s", row["id"], exc)
             error = dumps({"type": "CorruptRecord", "message": str(exc)})
@@ -553,7 +563,20 @@ def _decoded(connection: Connection, rows: list[Any], now: float) -> list[Run]:
                 .where(runs.c.id == row["id"], runs.c.status.in_(WAKEABLE))
                 .values(status="failed", error=error, ended_at=now, updated_at=now, wake_at=None)
             )
-    return decoded
+
+
+def _as_claimed(run: Run, owner: str, lease_until: float, now: float) -> Run:
+    """The run as the claim's UPDATE left it."""
+    started_at = run.started_at if run.started_at is not None else now
+    return replace(
+        run,
+        status="running",
+        lease_owner=owner,
+        lease_expires_at=lease_until,
+        started_at=started_at,
+        updated_at=now,
+        wake_at=None,
+    )
 
 
 def _encode_cursor(created_at: float, run_id: str) -> str:

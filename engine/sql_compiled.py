@@ -7,12 +7,15 @@ itself. Only for statements built once, at import, with bind parameters.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
-_Compiled = tuple[str, tuple[str, ...] | None, dict[str, Any]]
+Pick = Callable[[dict[str, Any]], tuple[Any, ...]]
+_Compiled = tuple[str, Pick | None, dict[str, Any]]
 _COMPILED: dict[tuple[int, str], _Compiled] = {}
 
 
@@ -23,14 +26,23 @@ def _compiled(connection: Connection, statement: Any) -> _Compiled:
     if found is None:
         compiled = statement.compile(dialect=dialect)
         order = tuple(compiled.positiontup) if dialect.positional and compiled.positiontup else None
-        found = _COMPILED[key] = (compiled.string, order, dict(compiled.params))  # + literal binds
+        found = _COMPILED[key] = (compiled.string, _picker(order), dict(compiled.params))  # + literal binds
     return found
 
 
+def _picker(order: tuple[str, ...] | None) -> Pick | None:
+    """For a positional driver (sqlite3): the values in the statement's order, by name."""
+    if order is None:
+        return None
+    if len(order) == 1:
+        return lambda values: (values[order[0]],)
+    return itemgetter(*order)
+
+
 def _parameters(found: _Compiled, params: dict[str, Any]) -> Any:
-    _, order, defaults = found
+    _, pick, defaults = found
     values = {**defaults, **params}
-    return tuple(values[name] for name in order) if order is not None else values
+    return pick(values) if pick is not None else values
 
 
 def execute_compiled(connection: Connection, statement: Any, params: dict[str, Any]) -> int:
@@ -58,6 +70,17 @@ def fetch_compiled(connection: Connection, statement: Any, params: dict[str, Any
         return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
     except connection.dialect.loaded_dbapi.Error as exc:
         raise _wrapped(connection, found[0], values, exc) from exc
+    finally:
+        cursor.close()
+
+
+def execute_driver_sql(connection: Connection, sql: str) -> None:
+    """Run a fixed statement without parameters (BEGIN IMMEDIATE) on the driver's cursor."""
+    cursor = connection.connection.driver_connection.cursor()
+    try:
+        cursor.execute(sql)
+    except connection.dialect.loaded_dbapi.Error as exc:
+        raise _wrapped(connection, sql, (), exc) from exc
     finally:
         cursor.close()
 

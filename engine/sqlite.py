@@ -10,6 +10,7 @@ from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Connection, Engine, make_url
 
 from engine.errors import InvalidInput
+from engine.sql_compiled import execute_driver_sql
 
 BUSY_TIMEOUT_MS = 10_000
 
@@ -55,7 +56,7 @@ def sqlite_engine(url: str, *, writer: bool) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _on_begin(connection: Connection) -> None:
-            connection.exec_driver_sql("BEGIN IMMEDIATE")
+            execute_driver_sql(connection, "BEGIN IMMEDIATE")  # once per write transaction: no frills
 
     return engine
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import logging
 import os
@@ -25,7 +24,8 @@ if TYPE_CHECKING:
 # `stepkeeper worker` (and every read-only view) starts without them, which matters for how
 # fast a restarted worker recovers runs. The engine itself (the store, SQLAlchemy) is imported
 # only once the command is known: a worker first starts its sandbox's zygote, whose interpreter
-# then starts on the other core while this one imports the engine.
+# then starts on the other core while this one imports the engine (and asyncio, imported by the
+# functions that run an event loop).
 
 log = logging.getLogger("stepkeeper")
 
@@ -133,6 +133,8 @@ def main(argv: list[str] | None = None) -> int:
         if runner is not None:
             runner.close()
         raise
+    import asyncio
+
     command = COMMANDS[args.command]
     try:
         return asyncio.run(command(engine, args))
@@ -144,6 +146,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
+    import asyncio
+
     import uvicorn
 
     from mcp_server.http_app import build_http_app
@@ -163,6 +167,8 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
 def _demo(settings: Settings, args: argparse.Namespace) -> int:
     """The scenario against a local endpoint; with `--serve`, the dashboard and the demo's loops
     until Ctrl-C (the loops are removed after, since the endpoint goes with the demo)."""
+    import asyncio
+
     import uvicorn
 
     from mcp_server.demo import remove_loops, run_demo, schedule_loops
@@ -197,6 +203,8 @@ async def _in_engine(settings: Settings, work: Callable[[Engine], Awaitable[Any]
 
 
 async def _worker(engine: Engine, _args: argparse.Namespace) -> int:
+    import asyncio
+
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):

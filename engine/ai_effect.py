@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import Any
 
+from engine.http_effect import import_httpx
 from engine.limits import MAX_HTTP_RESPONSE_BYTES
 from engine.llm_config import LlmProvider, LlmSettings
 from engine.llm_providers import (
@@ -85,8 +86,7 @@ class AiEffect:
         return outcome
 
     def _attempt(self, provider: LlmProvider, call: LlmCall) -> AiOutcome:
-        import httpx  # on first use: httpx costs every process start ~60 ms
-
+        httpx = import_httpx()
         if self._client is None:
             self._client = httpx.Client(follow_redirects=False)
         url, headers, body = http_request(provider, call)

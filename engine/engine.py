@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import importlib
 import logging
 import os
 import threading
@@ -163,8 +162,8 @@ class Engine(LoopsAndStats):
 
     async def start(self) -> None:
         # httpx is imported on first use (a view or a CLI call never needs it); a running engine
-        # will, so import it now on the side instead of in the first step that calls out.
-        threading.Thread(target=importlib.import_module, args=("httpx",), daemon=True).start()
+        # will, so import it and make the client now on the side, not in the first step that calls out.
+        threading.Thread(target=self.rt.http.warm, name="stepkeeper-http-warm", daemon=True).start()
         await self.migrate()
         self.scheduler = Scheduler(
             self.rt,

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+import sys
+import threading
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -32,20 +34,48 @@ class HttpFailed(Exception):
         self.kind = kind
 
 
+def import_httpx() -> Any:
+    """httpx, imported on first use (it costs a process start ~60 ms), without its command-line
+    client: `httpx/__init__` imports `httpx._main` when rich, click and pygments are installed
+    (~70 ms more), and falls back to a stub `httpx.main` when that import fails. The engine never
+    runs that client, so the import is made to fail while httpx loads; afterwards
+    `import httpx._main` works again for anyone who wants it."""
+    if "httpx" not in sys.modules:
+        sys.modules.setdefault("httpx._main", None)  # type: ignore[assignment]
+    import httpx
+
+    if "httpx._main" in sys.modules and sys.modules["httpx._main"] is None:
+        sys.modules.pop("httpx._main", None)
+    return httpx
+
+
 class HttpEffect:
     def __init__(self, allow: list[str] | None = None) -> None:
         self._allow = {entry.strip().lower() for entry in allow or [] if entry.strip()}
         self._client: Any = None
+        self._client_lock = threading.Lock()
+        self._closed = False
 
     def close(self) -> None:
-        if self._client is not None:
-            self._client.close()
+        with self._client_lock:
+            self._closed = True
+            if self._client is not None:
+                self._client.close()
+
+    def warm(self) -> None:
+        """Import httpx and make the client (its TLS context costs ~40 ms) ahead of the first
+        call: an engine about to run skills calls this from a thread of its own at start."""
+        self._get_client(warming=True)
+
+    def _get_client(self, *, warming: bool = False) -> Any:
+        with self._client_lock:
+            if self._client is None and not (warming and self._closed):
+                self._client = import_httpx().Client(follow_redirects=False)
+            return self._client
 
     def perform(self, request: dict[str, Any]) -> dict[str, Any]:
-        import httpx  # on first use: httpx costs every process start ~60 ms
-
-        if self._client is None:
-            self._client = httpx.Client(follow_redirects=False)
+        httpx = import_httpx()
+        self._get_client()
         try:
             return self._perform(request)
         except httpx.HTTPError as exc:

@@ -25,3 +25,4 @@ DEFAULT_RETRIES = 4
 MAX_SLEEP_SECONDS = 366 * 24 * 3600
 MAX_HTTP_RESPONSE_BYTES = 1 * MIB
 MAX_LIST_LIMIT = 500
+LEASE_SECONDS = 30.0  # a claimed run stays with its holder this long unless renewed

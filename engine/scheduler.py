@@ -23,13 +23,13 @@ from engine.errors import StoreUnavailable
 from engine.event_router import route_pending
 from engine.executor import Executor
 from engine.flow import cancel_overdue
+from engine.limits import LEASE_SECONDS
 from engine.loops import fire_due_loops
 from engine.records import Run
 from engine.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
-LEASE_SECONDS = 30.0
 POLL_SECONDS = 1.0
 STORE_RETRY_SECONDS = 0.5
 

@@ -7,7 +7,7 @@ from sqlalchemy import select, update
 from sqlalchemy.engine import Connection
 
 from engine.records import FINAL_STATUSES
-from engine.schema import runs
+from engine.tables import runs
 
 
 def cancel_runs(connection: Connection, run_ids: list[str], reason: str | None, now: float) -> list[str]:

@@ -13,12 +13,12 @@ from sqlalchemy.engine import Connection
 from engine import sql_route_reads as route_reads
 from engine import sql_writes as writes
 from engine.records import Event, EventRoute, Run, Wait
-from engine.schema import events, runs
 from engine.sql_backend import EVENTS, WORK
 from engine.sql_route_reads import SkillVersionCache, TransactionReads
 from engine.store import RoutePlanner
 from engine.store_rows import event_from_row
 from engine.store_writer import announce
+from engine.tables import events, runs
 
 
 class SqlEvents:

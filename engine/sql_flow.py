@@ -8,9 +8,9 @@ from typing import Any
 from sqlalchemy import and_, or_, select
 
 from engine.records import FINAL_STATUSES, Run
-from engine.schema import runs
 from engine.sql_route_reads import unfinished_runs_statement
 from engine.store_rows import readable_run
+from engine.tables import runs
 
 MAX_OVERDUE_PER_PASS = 500
 

@@ -13,10 +13,10 @@ from sqlalchemy.engine import Connection
 
 from engine.jsonutil import dumps, loads
 from engine.records import FINAL_STATUSES, Run, RunGate
-from engine.schema import run_keys, runs
 from engine.sql_cancel import cancel_runs
 from engine.sql_compiled import execute_compiled
 from engine.store_rows import run_to_row
+from engine.tables import run_keys, runs
 
 INSERT_RUN = insert(runs)  # every column a bind parameter: compiled once (see sql_compiled)
 

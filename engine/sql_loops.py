@@ -14,10 +14,10 @@ from sqlalchemy.engine import Connection
 
 from engine import sql_writes as writes
 from engine.records import Loop, Run
-from engine.schema import schedules
 from engine.sql_backend import LOOPS, WORK
 from engine.store_rows import loop_from_row, loop_to_row
 from engine.store_writer import announce
+from engine.tables import schedules
 
 T = TypeVar("T")
 

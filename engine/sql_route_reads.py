@@ -16,9 +16,9 @@ from sqlalchemy.engine import Connection
 
 from engine.jsonutil import loads
 from engine.records import FINAL_STATUSES, Run, SkillVersion, Wait
-from engine.schema import runs, skills, steps, versions
 from engine.sql_compiled import fetch_compiled
 from engine.store_rows import readable_run, version_from_row
+from engine.tables import runs, skills, steps, versions
 
 _LIVE = select(skills.c.name, skills.c.latest_version).where(skills.c.deleted_at.is_(None))
 _VERSION = select(versions).where(

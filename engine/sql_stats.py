@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 
 from engine.jsonutil import loads
 from engine.records import RunFacts
-from engine.schema import attempts, runs, steps
+from engine.tables import attempts, runs, steps
 
 
 def _token_sum(column: Any) -> Any:

@@ -34,16 +34,6 @@ from engine.records import (
     StepCommit,
     StepResolution,
 )
-from engine.schema import (
-    ALL_TABLES,
-    attempts,
-    events,
-    run_logs,
-    runs,
-    skills,
-    steps,
-    versions,
-)
 from engine.sql_backend import EVENTS, WORK, Listener, backend_for, store_error
 from engine.sql_cancel import cancel_runs
 from engine.sql_compiled import fetch_compiled
@@ -66,6 +56,16 @@ from engine.store_rows import (
     version_to_row,
 )
 from engine.store_writer import StoreWriter, announce
+from engine.tables import (
+    ALL_TABLES,
+    attempts,
+    events,
+    run_logs,
+    runs,
+    skills,
+    steps,
+    versions,
+)
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -9,13 +9,13 @@ from sqlalchemy.engine import Connection
 
 from engine.jsonutil import dumps
 from engine.records import PENDING_STEP, Event, EventRoute, Run, Step, StepResolution
-from engine.schema import events, run_slots, runs, steps
 from engine.sql_backend import WORK
 from engine.sql_cancel import cancel_runs
 from engine.sql_compiled import execute_compiled, fetch_compiled
 from engine.sql_gates import INSERT_RUN, store_gated_runs
 from engine.store_rows import event_to_row, run_to_row, step_to_row
 from engine.store_writer import announce, announcing
+from engine.tables import events, run_slots, runs, steps
 
 FinalOutcome = tuple[Any, dict[str, Any] | None, float]  # output, error, when it ended
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import logging
 import os
@@ -12,17 +11,21 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from engine import Engine, InvalidInput, StepkeeperError
-from engine.otel import otel_trace
-from engine.run_history import since_time
+from engine.errors import InvalidInput, StepkeeperError
 from mcp_server.cli_views import ms, run_tree, table, when
 from mcp_server.config import Settings
 
+if TYPE_CHECKING:
+    from engine import Engine
+
 # The MCP SDK, the HTTP stack and the demo are imported by the commands that use them: a
 # `stepkeeper worker` (and every read-only view) starts without them, which matters for how
-# fast a restarted worker recovers runs.
+# fast a restarted worker recovers runs. The engine itself (the store, SQLAlchemy) is imported
+# only once the command is known: a worker first starts its sandbox's zygote, whose interpreter
+# then starts on the other core while this one imports the engine (and asyncio, imported by the
+# functions that run an event loop).
 
 log = logging.getLogger("stepkeeper")
 
@@ -115,10 +118,23 @@ def main(argv: list[str] | None = None) -> int:
             return _serve(settings, args)
         if args.command == "demo":
             return _demo(settings, args)
-        engine = settings.build_engine()
     except (StepkeeperError, ValueError) as exc:
         print(f"stepkeeper: {exc}", file=sys.stderr)
         return 2
+    runner = settings.start_runner() if args.command == "worker" else None
+    try:
+        engine = settings.build_engine(runner)
+    except (StepkeeperError, ValueError) as exc:
+        if runner is not None:
+            runner.close()
+        print(f"stepkeeper: {exc}", file=sys.stderr)
+        return 2
+    except BaseException:
+        if runner is not None:
+            runner.close()
+        raise
+    import asyncio
+
     command = COMMANDS[args.command]
     try:
         return asyncio.run(command(engine, args))
@@ -130,6 +146,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
+    import asyncio
+
     import uvicorn
 
     from mcp_server.http_app import build_http_app
@@ -149,6 +167,8 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
 def _demo(settings: Settings, args: argparse.Namespace) -> int:
     """The scenario against a local endpoint; with `--serve`, the dashboard and the demo's loops
     until Ctrl-C (the loops are removed after, since the endpoint goes with the demo)."""
+    import asyncio
+
     import uvicorn
 
     from mcp_server.demo import remove_loops, run_demo, schedule_loops
@@ -183,6 +203,8 @@ async def _in_engine(settings: Settings, work: Callable[[Engine], Awaitable[Any]
 
 
 async def _worker(engine: Engine, _args: argparse.Namespace) -> int:
+    import asyncio
+
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -193,7 +215,7 @@ async def _worker(engine: Engine, _args: argparse.Namespace) -> int:
     return 0
 
 
-Command = Callable[[Engine, argparse.Namespace], Awaitable[int]]
+Command = Callable[["Engine", argparse.Namespace], Awaitable[int]]
 
 
 def read_only(view: Command) -> Command:
@@ -242,6 +264,7 @@ def _skill_row(skill: Any, figures: dict[str, Any]) -> list[Any]:
 
 @read_only
 async def _runs(engine: Engine, args: argparse.Namespace) -> int:
+    from engine.run_history import since_time
     from mcp_server.views import RunSummary
 
     if args.show:
@@ -277,6 +300,7 @@ def _took(run: Any) -> str:
 
 @read_only
 async def _loops(engine: Engine, args: argparse.Namespace) -> int:
+    from engine import Engine
     from mcp_server.loop_tools import loop_view
 
     loops = await engine.list_loops()
@@ -300,6 +324,8 @@ async def _loops(engine: Engine, args: argparse.Namespace) -> int:
 
 @read_only
 async def _trace(engine: Engine, args: argparse.Namespace) -> int:
+    from engine.otel import otel_trace
+
     trace: dict[str, Any] = await engine.get_run_trace(args.run_id)
     return _print_json(otel_trace(trace) if args.otel else trace)
 

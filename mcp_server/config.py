@@ -5,11 +5,18 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from engine import Engine, SqlStore
 from engine.backlog import DEFAULT_MAX_BACKLOG
+from engine.limits import LEASE_SECONDS
 from engine.llm_config import LlmSettings, llm_settings_from
-from engine.scheduler import LEASE_SECONDS
+
+if TYPE_CHECKING:
+    from engine import Engine
+    from sandbox.process_runner import ProcessRunner
+
+# The store, the engine and the sandbox are imported by the methods that build them: reading the
+# settings stays cheap, so `stepkeeper worker` can start the sandbox before the heavy imports.
 
 SECRET_PREFIX = "STEPKEEPER_SECRET_"
 
@@ -53,12 +60,27 @@ class Settings:
 
     def check_database(self) -> None:
         """Raise the store's own clear error for a database URL it cannot use."""
+        from engine import SqlStore
+
         SqlStore(self.url).close()
 
-    def build_engine(self) -> Engine:
+    def start_runner(self) -> ProcessRunner:
+        """The engine's sandbox runner, its zygote already starting: its interpreter start and
+        imports overlap this process's own imports instead of delaying the first activation."""
+        from sandbox.process_runner import ProcessRunner
+
+        runner = ProcessRunner(warm=self.workers)
+        runner.start()
+        return runner
+
+    def build_engine(self, runner: ProcessRunner | None = None) -> Engine:
+        """The engine these settings describe; `runner`: one from `start_runner` (else its own)."""
+        from engine import Engine, SqlStore
+
         # Activations are threads blocked on I/O most of the time: allow several per worker.
         return Engine(
             SqlStore(self.url),
+            runner,
             workers=self.workers,
             concurrency=max(4, self.workers * 8),
             http_allow=self.http_allow,

@@ -74,6 +74,21 @@ class Channel:
                 raise ChannelClosed("the peer closed the channel")
             self._buffer += chunk
 
+    def idle(self) -> bool:
+        """Nothing received and not yet read: the peer sent no more than was asked of it."""
+        if self._buffer:
+            return False
+        self.sock.settimeout(0.0)  # a socket with a timeout would wait for data before peeking
+        try:
+            self.sock.recv(1, socket.MSG_PEEK)
+        except BlockingIOError:
+            return True
+        except OSError:
+            return False
+        finally:
+            self.sock.settimeout(self._timeout)
+        return False  # data waiting, or the peer closed
+
     def close(self) -> None:
         self.sock.close()
 

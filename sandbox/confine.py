@@ -26,7 +26,7 @@ import signal
 
 import pyseccomp
 
-from sandbox.limits import WorkerLimits
+from sandbox.limits import REUSE_CPU_SECONDS, WorkerLimits
 
 CHANNEL_FD = 3
 _PR_SET_PDEATHSIG = 1
@@ -90,8 +90,9 @@ def _max_fd() -> int:
 
 
 def _set_resource_limits(limits: WorkerLimits) -> None:
+    cpu = limits.cpu_seconds + REUSE_CPU_SECONDS  # a reused worker has used less than the extra
     for which, soft, hard in (
-        (resource.RLIMIT_CPU, limits.cpu_seconds, limits.cpu_seconds + 1),
+        (resource.RLIMIT_CPU, cpu, cpu + 1),
         (resource.RLIMIT_AS, limits.memory_bytes, limits.memory_bytes),
         (resource.RLIMIT_FSIZE, 0, 0),
         (resource.RLIMIT_NOFILE, limits.max_open_files, limits.max_open_files),

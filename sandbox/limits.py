@@ -14,12 +14,19 @@ MAX_LOGS_PER_ACTIVATION = 1000  # further log lines are dropped in the worker
 MAX_LOG_CHARS = 8 * KIB  # one log line
 MAX_CALLS_PER_ACTIVATION = 20_000  # messages a worker may send in one activation
 
+# A worker whose activation ended cleanly serves the next activation of the same skill version,
+# while it has used less than this much CPU and memory, and served fewer activations than this.
+REUSE_CPU_SECONDS = 1  # its CPU limit is raised by this much, so each activation keeps its own
+REUSE_MAX_RSS_BYTES = 128 * MIB
+REUSE_MAX_ACTIVATIONS = 1000
+MAX_PARKED_WORKERS = 16  # idle workers kept for reuse, over all skill versions
+
 
 @dataclass(frozen=True)
 class WorkerLimits:
     """What the OS and the engine enforce on one worker process (one activation)."""
 
-    cpu_seconds: int = 5  # RLIMIT_CPU: SIGXCPU at the limit, SIGKILL a second later
+    cpu_seconds: int = 5  # per activation; RLIMIT_CPU (+ REUSE_CPU_SECONDS): SIGXCPU, SIGKILL 1 s later
     wall_seconds: float = 30.0  # the engine kills the worker; time spent in host calls is not counted
     memory_bytes: int = 512 * MIB  # RLIMIT_AS
     max_open_files: int = 4  # RLIMIT_NOFILE: stdin, stdout, stderr and the channel; nothing new

@@ -1,8 +1,10 @@
 """The engine side of the worker processes: starts the zygote and hands out pre-forked workers.
 
 `acquire()` returns a confined worker that is already waiting for its command, and asks the
-zygote for a replacement, so `warm` workers are always ready. Workers are single-use: the caller
-kills one when its activation ends. The pool restarts the zygote if it ever goes away.
+zygote for a replacement, so `warm` workers are always ready. A worker whose activation ended
+cleanly may be parked (`park`) and serve the next activation of the same skill version
+(`take_parked`), until it has used a little of its limits; any other worker is ended
+(`release`). The pool restarts the zygote if it ever goes away.
 """
 
 from __future__ import annotations
@@ -17,16 +19,27 @@ import socket
 import subprocess
 import sys
 import threading
+from collections import OrderedDict
+from collections.abc import Hashable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from sandbox.channel import Channel
-from sandbox.limits import MAX_MESSAGE_BYTES, WorkerLimits
+from sandbox.limits import (
+    MAX_MESSAGE_BYTES,
+    MAX_PARKED_WORKERS,
+    REUSE_CPU_SECONDS,
+    REUSE_MAX_ACTIVATIONS,
+    REUSE_MAX_RSS_BYTES,
+    WorkerLimits,
+)
 
 log = logging.getLogger(__name__)
 WORKER_ENTRY = "sandbox.worker:serve"
 ACQUIRE_TIMEOUT_SECONDS = 10.0
 _PROJECT_ROOT = str(Path(__file__).resolve().parent.parent)
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+_PAGE_BYTES = os.sysconf("SC_PAGE_SIZE")
 
 
 class PoolUnavailable(RuntimeError):
@@ -51,6 +64,21 @@ class Worker:
         self.pid = pid
         self.channel = Channel(sock, MAX_MESSAGE_BYTES)
         self._pidfd = _open_pidfd(pid)
+        self.served = 0  # activations run to an outcome
+
+    def reusable(self) -> bool:
+        """Whether this worker may serve another activation: it is alive, left nothing unread on
+        its channel, and has used little of its CPU and memory limits (as the kernel counts)."""
+        if self._pidfd is None or self.served >= REUSE_MAX_ACTIVATIONS or not self.channel.idle():
+            return False
+        try:
+            fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return False
+        cpu_seconds = (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS  # utime + stime
+        rss_bytes = int(fields[21]) * _PAGE_BYTES
+        alive = fields[0] not in ("Z", "X")
+        return alive and cpu_seconds < REUSE_CPU_SECONDS and rss_bytes < REUSE_MAX_RSS_BYTES
 
     def kill(self) -> None:
         """End the process (race-free through its pidfd) and close the channel."""
@@ -83,6 +111,8 @@ class WorkerPool:
         self._closed = False
         self._pending = 0  # forks asked for and not yet arrived
         self._waiting = 0  # callers of acquire() waiting for a worker
+        self._parked: OrderedDict[Hashable, list[Worker]] = OrderedDict()  # idle, by skill version
+        self._parked_count = 0
 
     # lifecycle -----------------------------------------------------------------------------
 
@@ -133,6 +163,12 @@ class WorkerPool:
                 self._spares.get_nowait().kill()
             except queue.Empty:
                 break
+        parked = self.parked_workers()
+        with self._lock:
+            self._parked.clear()
+            self._parked_count = 0
+        for worker in parked:
+            worker.kill()
         if zygote is not None:
             try:
                 zygote.wait(timeout=5)
@@ -164,6 +200,42 @@ class WorkerPool:
         worker.kill()
         with self._lock:
             self._top_up(self.warm + self._waiting)
+
+    def take_parked(self, key: Hashable) -> Worker | None:
+        """An idle worker that last served `key` (a skill version), if one is parked."""
+        with self._lock:
+            workers = self._parked.get(key)
+            if not workers:
+                return None
+            worker = workers.pop()
+            if not workers:
+                del self._parked[key]
+            self._parked_count -= 1
+            return worker
+
+    def park(self, worker: Worker, key: Hashable) -> None:
+        """Keep a worker whose activation ended cleanly for the next activation of `key`; the
+        workers parked longest ago make room (ended) when too many are parked."""
+        evicted: list[Worker] = []
+        with self._lock:
+            if self._closed:
+                evicted.append(worker)
+            else:
+                self._parked.setdefault(key, []).append(worker)
+                self._parked.move_to_end(key)
+                self._parked_count += 1
+                while self._parked_count > MAX_PARKED_WORKERS:
+                    oldest_key, oldest = next(iter(self._parked.items()))
+                    evicted.append(oldest.pop(0))
+                    self._parked_count -= 1
+                    if not oldest:
+                        del self._parked[oldest_key]
+        for old in evicted:
+            old.kill()
+
+    def parked_workers(self) -> list[Worker]:
+        with self._lock:
+            return [worker for workers in self._parked.values() for worker in workers]
 
     def exit_status(self, pid: int, timeout: float = 2.0) -> ExitStatus | None:
         """How a worker ended, as the zygote reported it (None if no report came in time)."""

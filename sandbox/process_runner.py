@@ -1,4 +1,10 @@
-"""The runner the engine uses: every activation in its own confined, pre-forked worker process.
+"""The runner the engine uses: activations run in confined, pre-forked worker processes.
+
+A worker serves one activation, and then, if the activation ended with the worker's own outcome
+(completed, or failed in skill code) and the worker has used little of its limits, the next
+activations of the same skill version, never another skill's or version's. A worker the engine
+ended mid-activation (a suspension, retry or abort it recorded, a lost step, a protocol breach,
+a time limit) is never reused.
 
 The engine side relays the worker's requests to the `Host` and enforces what the worker cannot
 be trusted to: a wall-clock budget (time spent in host calls does not count), a cap on messages
@@ -95,16 +101,32 @@ class ProcessRunner:
             memo[result.key] = {"op": "run", "status": "failed", "output": None, "error": result.error}
 
     def _activate(self, skill: PreparedSkill, activation: dict[str, Any], host: p.Host) -> p.Message | _Lost:
+        key = (activation.get("function"), activation.get("version"), skill.compiled)
         try:
-            worker = self.pool.acquire()
+            worker = self._parked_worker(key) or self.pool.acquire()
         except PoolUnavailable as exc:
             return _handler_failed("SandboxUnavailable", str(exc))
+        relay = Relay(self, worker, host)
         try:
-            return Relay(self, worker, host).run(
-                {"cmd": "run", "code": skill.compiled, "activation": activation}
-            )
-        finally:
+            result = relay.run({"cmd": "run", "code": skill.compiled, "activation": activation})
+        except BaseException:
             self.pool.release(worker)
+            raise
+        if relay.answered:
+            worker.served += 1
+            if worker.reusable():
+                self.pool.park(worker, key)
+                return result
+        self.pool.release(worker)
+        return result
+
+    def _parked_worker(self, key: tuple[Any, ...]) -> Worker | None:
+        """A parked worker of this skill version that is still there to serve."""
+        while (worker := self.pool.take_parked(key)) is not None:
+            if worker.channel.idle():
+                return worker
+            self.pool.release(worker)
+        return None
 
     def describe_death(self, worker: Worker) -> str:
         status = self.pool.exit_status(worker.pid)
@@ -123,6 +145,7 @@ class Relay:
         self.budget = runner.limits.wall_seconds
         self.calls = 0
         self.step: tuple[str, str] | None = None  # (key, id) of the step body now running
+        self.answered = False  # the worker sent its outcome: it is waiting for a next command
 
     def run(self, command: dict[str, Any]) -> p.Message | _Lost:
         try:
@@ -158,7 +181,9 @@ class Relay:
 
     def _handle(self, message: dict[str, Any]) -> p.Message | None:
         if "outcome" in message:
-            return check_outcome(message["outcome"])
+            outcome = check_outcome(message["outcome"])
+            self.answered = True
+            return outcome
         if "notify" in message:
             request = check_request(message["notify"], one_way=True)
             if request["op"] == p.OP_STEP_START:

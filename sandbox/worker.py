@@ -1,4 +1,4 @@
-"""The worker side: one confined process serves one command from the engine, then ends.
+"""The worker side: one confined process serves commands from the engine.
 
 Commands arrive on the channel (descriptor 3):
 - `{"cmd": "compile", "source": ...}` → `{"compiled": {"has_on_failure", "warnings"}}` or
@@ -7,7 +7,8 @@ Commands arrive on the channel (descriptor 3):
   `{"call": op}` (answered by the engine) and `{"notify": op}`, then `{"outcome": ...}`.
 
 When the engine records a suspension (sleep, wait, invoke, retry) or an abort, it does not
-answer: it ends this process, so skill code cannot swallow the suspension and carry on.
+answer: it ends this process, so skill code cannot swallow the suspension and carry on. After an
+outcome the engine either sends the next run of the same skill version or ends the process.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import socket
 import time
 from typing import Any
 
-from sandbox.channel import Channel
+from sandbox.channel import Channel, ChannelClosed
 from sandbox.confine import CHANNEL_FD
 from sandbox.errors import CompileError, NonRetriableError
 from sandbox.execution import execute, failed
@@ -81,14 +82,23 @@ class ChannelHost:
 
 
 def serve() -> None:
-    """Serve one command on the channel; the zygote's child calls this after confining itself."""
+    """Serve commands on the channel until it closes; the zygote's child calls this after
+    confining itself. A compile is the worker's only command; after a run, the engine may send
+    the next run of the same skill version, or end the process."""
     channel = Channel(socket.socket(fileno=CHANNEL_FD), MAX_ACTIVATION_BYTES)
     _warm_up()
-    command = channel.receive()
-    if command.get("cmd") == "compile":
-        channel.send(_compile(command.get("source")))
-    elif command.get("cmd") == "run":
+    while True:
+        try:
+            command = channel.receive()
+        except ChannelClosed:
+            return
+        if not isinstance(command, dict) or command.get("cmd") not in ("compile", "run"):
+            return
+        if command["cmd"] == "compile":
+            channel.send(_compile(command.get("source")))
+            return
         channel.send({"outcome": _run(command, ChannelHost(channel))})
+        signal.setitimer(signal.ITIMER_REAL, 0)  # no start notice of this run may fire in the next
 
 
 _WARM_UP_SKILL = compile_skill("def handler(ctx, step):\n    return step.run('warm', lambda: {'ok': [1]})\n")

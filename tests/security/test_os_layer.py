@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from sandbox.limits import REUSE_CPU_SECONDS, WorkerLimits
 from sandbox.pool import WorkerPool
 
 # Each probe tries one thing and reports the errno it met, or what it got.
@@ -105,7 +106,7 @@ def test_unrestricted_code_in_a_confined_worker_meets_the_os_layer(
     assert "ok" not in found["dup_new_descriptor"]  # RLIMIT_NOFILE: no descriptor beyond 0-3
     assert found["open_descriptors"] == [0, 1, 2, 3]  # /dev/null x3 and the channel
     assert found["environment"] == ["LANG"]  # no secrets, no configuration
-    assert found["cpu_limit"] == 5
+    assert found["cpu_limit"] == WorkerLimits().cpu_seconds + REUSE_CPU_SECONDS  # an activation's, + reuse
     assert found["memory_limit"] == 512 * 1024 * 1024
     assert found["file_size_limit"] == 0
     assert found["process_limit"] == 0

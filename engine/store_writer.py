@@ -36,8 +36,34 @@ ANNOUNCED = "stepkeeper.announced"
 NOTIFIES = "stepkeeper.notifies"
 
 WriteFn = Callable[[Connection], Any]
-Item = tuple[WriteFn, "Future[Any]", bool]
-Result = tuple["Future[Any]", Any, BaseException | None]
+Item = tuple[WriteFn, "Future[Any] | Settled", bool]
+Result = tuple["Future[Any] | Settled", Any, BaseException | None]
+
+
+class Settled:
+    """The outcome of a write that its caller commits on its own thread: a `Future` without
+    the lock and condition no other thread will ever wait on."""
+
+    __slots__ = ("_done", "_error", "_value")
+
+    def __init__(self) -> None:
+        self._done, self._value, self._error = False, None, None
+
+    def done(self) -> bool:
+        return self._done
+
+    def set_result(self, value: Any) -> None:
+        self._done, self._value = True, value
+
+    def set_exception(self, error: BaseException) -> None:
+        self._done, self._error = True, error
+
+    def result(self) -> Any:
+        if not self._done:
+            raise StoreUnavailable("the write was not committed")
+        if self._error is not None:
+            raise self._error
+        return self._value
 
 
 class _OneFailed(Exception):
@@ -76,7 +102,7 @@ class StoreWriter:
     def call(self, fn: Callable[[Connection], T], *, serial: bool = False) -> T:
         """Run `fn` in a write transaction and return its result once committed."""
         if self._busy.acquire(blocking=False):
-            future: Future[T] = Future()
+            future = Settled()
             try:
                 if self._closed:
                     raise StoreUnavailable("the store is closed")
@@ -197,7 +223,7 @@ class StoreWriter:
         return results
 
     @staticmethod
-    def _in_savepoint(connection: Connection, fn: WriteFn, future: Future[Any]) -> Result:
+    def _in_savepoint(connection: Connection, fn: WriteFn, future: Future[Any] | Settled) -> Result:
         savepoint = connection.begin_nested()
         try:
             value = fn(connection)

@@ -296,19 +296,25 @@ class SqlStore(SqlEvents, SqlLoops, SqlStats, SqlFlow):
     def claim_due_runs(
         self, owner: str, now: float, lease_until: float, limit: int, slots_of: SlotsOf | None = None
     ) -> list[Run]:
-        def write(connection: Connection) -> list[Run]:
-            due = (
+        def due(connection: Connection, count: int) -> list[Any]:
+            statement = (
                 select(runs)
                 .where(runs.c.status.in_(WAKEABLE), runs.c.wake_at <= now)
                 .order_by(runs.c.wake_at, runs.c.created_at)
-                .limit(limit if slots_of is None else limit * 4 + CLAIM_LOOKAHEAD)
+                .limit(count)
                 .with_for_update(skip_locked=True)  # another claimant's rows are its to take
             )
-            candidates = _decoded(connection, connection.execute(due).mappings().all(), now)
+            return list(connection.execute(statement).mappings().all())
+
+        def write(connection: Connection) -> list[Run]:
+            rows = due(connection, limit)
             if slots_of is None:
-                chosen_runs = list(candidates)
+                chosen_runs = list(_decoded(connection, rows, now))
             else:
-                chosen = _admitted(connection, candidates, slots_of, limit)
+                chosen = _admitted(connection, _decoded(connection, rows, now), slots_of, limit)
+                if len(chosen) < limit and len(rows) == limit:  # some wait for a slot: look further
+                    rows = due(connection, limit * 4 + CLAIM_LOOKAHEAD)
+                    chosen = _admitted(connection, _decoded(connection, rows, now), slots_of, limit)
                 writes.take_slots(connection, chosen)
                 chosen_runs = [run for run, _ in chosen]
             if not chosen_runs:

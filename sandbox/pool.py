@@ -64,15 +64,18 @@ class Worker:
         self.pid = pid
         self.channel = Channel(sock, MAX_MESSAGE_BYTES)
         self._pidfd = _open_pidfd(pid)
+        self._stat = _open_stat(pid)  # read again before each reuse: what the kernel counts
         self.served = 0  # activations run to an outcome
 
     def reusable(self) -> bool:
         """Whether this worker may serve another activation: it is alive, left nothing unread on
         its channel, and has used little of its CPU and memory limits (as the kernel counts)."""
-        if self._pidfd is None or self.served >= REUSE_MAX_ACTIVATIONS or not self.channel.idle():
+        if self._pidfd is None or self._stat is None:
+            return False
+        if self.served >= REUSE_MAX_ACTIVATIONS or not self.channel.idle():
             return False
         try:
-            fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            fields = os.pread(self._stat, 1024, 0).decode().rsplit(")", 1)[1].split()
         except OSError:
             return False
         cpu_seconds = (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS  # utime + stime
@@ -87,7 +90,17 @@ class Worker:
                 signal.pidfd_send_signal(self._pidfd, signal.SIGKILL)
             os.close(self._pidfd)
             self._pidfd = None
+        if self._stat is not None:
+            os.close(self._stat)
+            self._stat = None
         self.channel.close()
+
+
+def _open_stat(pid: int) -> int | None:
+    try:
+        return os.open(f"/proc/{pid}/stat", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:  # gone already
+        return None
 
 
 def _open_pidfd(pid: int) -> int | None:

@@ -5,7 +5,7 @@ starts from fresh globals."""
 
 from __future__ import annotations
 
-from sandbox.limits import REUSE_CPU_SECONDS
+from sandbox.limits import REUSE_CPU_SECONDS, WorkerLimits
 from sandbox.process_runner import ProcessRunner
 from tests.conftest import EngineFactory
 
@@ -59,14 +59,14 @@ async def test_a_worker_ended_mid_activation_is_not_reused(make_engine: EngineFa
 
 
 async def test_a_worker_that_used_its_cpu_allowance_for_reuse_is_ended(make_engine: EngineFactory) -> None:
-    runner = ProcessRunner()
+    runner = ProcessRunner(WorkerLimits(cpu_seconds=30))  # room for a burn well past the allowance
     engine = make_engine(runner=runner)
     await engine.start()
     burn = (
         "def handler(ctx, step):\n"
         "    return step.run('burn', lambda: spin())\n"
         "def spin():\n"
-        f"    for i in range({REUSE_CPU_SECONDS} * 80):\n"  # about 2 s of CPU per allowed second
+        f"    for i in range({REUSE_CPU_SECONDS} * 250):\n"  # 2.5 to 6 s of CPU per allowed second
         "        for j in range(1_000_000):\n"
         "            pass\n"
         "    return 1\n"

@@ -524,7 +524,7 @@ class SqlStore(SqlEvents, SqlLoops, SqlStats, SqlFlow):
 
     def backlog_size(self) -> int:
         """Work accepted but not started: queued runs and events not yet routed."""
-        [row] = self._read_with(lambda connection: fetch_compiled(connection, _BACKLOG, {}))
+        [row] = self._read_compiled(_BACKLOG, {})
         return int(row["queued"]) + int(row["unrouted"])
 
     def table_counts(self) -> dict[str, int]:

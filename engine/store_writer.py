@@ -1,4 +1,4 @@
-"""Group commit: one thread owns the write connection and commits queued writes together.
+"""Group commit: one write connection per store, and queued writes committed together.
 
 Concurrent runs each wait for their own step to be durable, but the writer commits every write
 that queued up meanwhile in one transaction. A write counts as done only once its transaction has

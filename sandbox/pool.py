@@ -68,11 +68,10 @@ class Worker:
         self.served = 0  # activations run to an outcome
 
     def reusable(self) -> bool:
-        """Whether this worker may serve another activation: it is alive, left nothing unread on
-        its channel, and has used little of its CPU and memory limits (as the kernel counts)."""
-        if self._pidfd is None or self._stat is None:
-            return False
-        if self.served >= REUSE_MAX_ACTIVATIONS or not self.channel.idle():
+        """Whether this worker may be parked for another activation: it is alive and has used
+        little of its CPU and memory limits (as the kernel counts). Whether it left anything
+        unread on its channel is checked when it is taken (`ProcessRunner._parked_worker`)."""
+        if self._pidfd is None or self._stat is None or self.served >= REUSE_MAX_ACTIVATIONS:
             return False
         try:
             fields = os.pread(self._stat, 1024, 0).decode().rsplit(")", 1)[1].split()

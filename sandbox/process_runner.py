@@ -121,7 +121,8 @@ class ProcessRunner:
         return result
 
     def _parked_worker(self, key: tuple[Any, ...]) -> Worker | None:
-        """A parked worker of this skill version that is still there to serve."""
+        """A parked worker of this skill version that is still there to serve: its channel is
+        open and holds nothing it sent after its outcome (or while it was parked)."""
         while (worker := self.pool.take_parked(key)) is not None:
             if worker.channel.idle():
                 return worker

@@ -5,6 +5,11 @@ starts from fresh globals."""
 
 from __future__ import annotations
 
+import asyncio
+import os
+import signal
+from pathlib import Path
+
 from sandbox.limits import REUSE_CPU_SECONDS, WorkerLimits
 from sandbox.process_runner import ProcessRunner
 from tests.conftest import EngineFactory
@@ -75,3 +80,21 @@ async def test_a_worker_that_used_its_cpu_allowance_for_reuse_is_ended(make_engi
     run = await engine.invoke("burner", wait=True, timeout=120)
     assert run.status == "completed", run.error
     assert runner.pool.parked_workers() == []
+
+
+async def test_a_parked_worker_that_died_is_not_handed_to_the_next_run(make_engine: EngineFactory) -> None:
+    runner = ProcessRunner()
+    engine = make_engine(runner=runner)
+    await engine.start()
+    await engine.create_skill("counter", COUNTER)
+    await engine.invoke("counter", wait=True, timeout=60)
+    [dead] = runner.pool.parked_workers()
+    os.kill(dead.pid, signal.SIGKILL)  # as the OOM killer might, while it waits
+    for _ in range(200):
+        if not Path(f"/proc/{dead.pid}").exists():  # reaped by the zygote
+            break
+        await asyncio.sleep(0.01)
+    run = await engine.invoke("counter", wait=True, timeout=60)
+    assert run.status == "completed" and run.attempt == 0, run.error  # no failed first try
+    [fresh] = runner.pool.parked_workers()
+    assert fresh.pid != dead.pid and fresh.served == 1

@@ -31,28 +31,18 @@ class SqlEvents:
     _skill_versions: SkillVersionCache
 
     def append_events(
-        self,
-        new_events: list[Event],
-        routes: list[EventRoute] | None = None,
-        now: float = 0.0,
-        *,
-        plan: RoutePlanner | None = None,
+        self, new_events: list[Event], now: float = 0.0, *, plan: RoutePlanner | None = None
     ) -> list[bool]:
         if plan is not None:
             return self._append_and_plan(new_events, plan, now)
-        restore = _restorer([run for route in routes or [] for run in route.new_runs])
 
         def write(connection: Connection) -> list[bool]:
-            restore()  # a retried transaction decides afresh, not from the undone attempt's marks
             inserted = [writes.insert_event(connection, item) for item in new_events]
-            for is_new, route in zip(inserted, routes or [], strict=False):
-                if is_new:
-                    writes.apply_route(connection, route, now)
             if any(inserted):
-                announce(connection, WORK if routes else EVENTS)
+                announce(connection, EVENTS)  # routed by this engine next, or by any at its poll
             return inserted
 
-        return self._write().call(write, serial=True)  # gates and slots decide from stored runs
+        return self._write().call(write)
 
     def _append_and_plan(self, new_events: list[Event], plan: RoutePlanner, now: float) -> list[bool]:
         """Store the new events already marked routed, then plan and apply their routes, all in

@@ -68,19 +68,13 @@ class Store(Protocol):
 
     # events
     def append_events(
-        self,
-        events: list[Event],
-        routes: list[EventRoute] | None = None,
-        now: float = 0.0,
-        *,
-        plan: RoutePlanner | None = None,
+        self, events: list[Event], now: float = 0.0, *, plan: RoutePlanner | None = None
     ) -> list[bool]:
         """Insert events whose id is new; True for each one inserted, False for a duplicate id.
 
-        With `routes` (one per event), each new event is routed in the same transaction. With
-        `plan`, the store calls it in that transaction, with reads of that transaction and the
-        events it inserted, and applies the routes it returns (it may be called again if the
-        transaction is retried).
+        Without `plan` they are stored unrouted (`pending_events`). With `plan`, the store calls
+        it in the same transaction, with reads of that transaction and the events it inserted,
+        and applies the routes it returns (it may be called again if the transaction is retried).
         """
 
     def pending_events(self, limit: int) -> list[Event]: ...

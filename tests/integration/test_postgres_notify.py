@@ -68,7 +68,9 @@ def test_another_process_hears_work_events_loops_and_freed_slots(stores: tuple[S
     own.clear()
 
     event = Event("e1", "ping", {}, NOW, NOW)
-    writer.append_events([event], [EventRoute("e1", [run(event_id="e1")], [])], NOW)
+    writer.append_events(
+        [event], NOW, plan=lambda reads, stored: [EventRoute("e1", [run(event_id="e1")], [])]
+    )
     assert heard.wait_for("work")
     writer.append_events([Event("e2", "ping", {}, NOW, NOW)])  # stored unrouted
     assert heard.wait_for("events")
